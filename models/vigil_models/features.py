@@ -273,7 +273,10 @@ def _is_number(v: Any) -> bool:
 
 def _numeric(value: Any) -> float:
     if _is_number(value):
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:
+            x = math.inf if value > 0 else -math.inf
     elif isinstance(value, str):
         t = value.strip()
         if not _RUST_FLOAT.match(t):
@@ -284,8 +287,11 @@ def _numeric(value: Any) -> float:
     if not math.isfinite(x):
         raise _Reject(f"{x} is not a finite number", False)
     # Rust narrows with `as f32` (round to nearest); values beyond f32 range become infinite.
-    if abs(x) > _F32_MAX and not math.isfinite(float(np.float32(x))):
-        raise _Reject(f"{x} is outside the range of a 32-bit float", False)
+    if abs(x) > _F32_MAX:
+        with np.errstate(over="ignore"):
+            narrowed = float(np.float32(x))
+        if not math.isfinite(narrowed):
+            raise _Reject(f"{x} is outside the range of a 32-bit float", False)
     return x
 
 
