@@ -1,1 +1,374 @@
-//! TODO
+//! Configuration in two steps: a TOML file becomes raw serde structs, which become a validated
+//! [`Config`]. Every problem is reported at once (unknown keys included), before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The configuration used when no file is given: the shipped bundles in `models/`, loopback only.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// A secret that never shows up in logs or debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    models: RawModels,
+    #[serde(default)]
+    scoring: RawScoring,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_body_bytes: Option<u64>,
+    max_batch_docs: Option<usize>,
+    max_concurrent_requests: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModels {
+    paths: Option<Vec<PathBuf>>,
+    watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScoring {
+    threads: Option<usize>,
+    explain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    tokens_file: Option<PathBuf>,
+    tokens_env: Option<String>,
+    required: Option<bool>,
+}
+
+/// The keys each section accepts, so unknown ones can all be named in one pass.
+const SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "server",
+        &[
+            "listen",
+            "max_body_bytes",
+            "max_batch_docs",
+            "max_concurrent_requests",
+        ],
+    ),
+    ("models", &["paths", "watch"]),
+    ("scoring", &["threads", "explain"]),
+    ("auth", &["tokens_file", "tokens_env", "required"]),
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub scoring: ScoringConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_batch_docs: usize,
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelsConfig {
+    pub paths: Vec<PathBuf>,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScoringConfig {
+    pub threads: usize,
+    pub explain: crate::inference::ExplainPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub tokens: Vec<Secret>,
+    pub required: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration ({}):\n  - {}", source_name, errors.join("\n  - "))]
+pub struct ConfigError {
+    pub source_name: String,
+    pub errors: Vec<String>,
+}
+
+/// Overrides from the command line and the environment, applied after the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub model_paths: Vec<PathBuf>,
+}
+
+impl Config {
+    /// Parses and validates `text` (`source_name` is for messages only).
+    pub fn parse(
+        text: &str,
+        source_name: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let fail = |errors: Vec<String>| ConfigError {
+            source_name: source_name.to_string(),
+            errors,
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
+        let unknown = unknown_keys(&table);
+        if !unknown.is_empty() {
+            return Err(fail(unknown));
+        }
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
+        validate(raw, overrides).map_err(fail)
+    }
+
+    /// Reads `path`, or the embedded defaults when `None`.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::parse(EMBEDDED_DEFAULTS, "embedded defaults", overrides),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    source_name: p.display().to_string(),
+                    errors: vec![format!("cannot read: {e}")],
+                })?;
+                Config::parse(&text, &p.display().to_string(), overrides)
+            }
+        }
+    }
+}
+
+fn unknown_keys(table: &toml::Table) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (section, value) in table {
+        match SCHEMA.iter().find(|(name, _)| name == section) {
+            None => errors.push(format!("unknown section [{section}]")),
+            Some((_, keys)) => {
+                if let Some(inner) = value.as_table() {
+                    for k in inner.keys().filter(|k| !keys.contains(&k.as_str())) {
+                        errors.push(format!("unknown key [{section}.{k}]"));
+                    }
+                } else {
+                    errors.push(format!("[{section}] must be a table"));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>> {
+    let mut errors = Vec::new();
+    let listen_text = overrides
+        .listen
+        .clone()
+        .or(raw.server.listen)
+        .unwrap_or_else(|| "127.0.0.1:9280".to_string());
+    let listen = listen_text
+        .parse::<SocketAddr>()
+        .map_err(|e| errors.push(format!("server.listen [{listen_text}]: {e}")))
+        .ok();
+    let positive = |name: &str, v: Option<usize>, default: usize, errors: &mut Vec<String>| {
+        let v = v.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("{name} must be at least 1"));
+        }
+        v
+    };
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(100 * 1024 * 1024);
+    if max_body_bytes < 1024 {
+        errors.push(format!(
+            "server.max_body_bytes {max_body_bytes} is below 1024"
+        ));
+    }
+    let max_batch_docs = positive(
+        "server.max_batch_docs",
+        raw.server.max_batch_docs,
+        10_000,
+        &mut errors,
+    );
+    let max_concurrent_requests = positive(
+        "server.max_concurrent_requests",
+        raw.server.max_concurrent_requests,
+        256,
+        &mut errors,
+    );
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = positive("scoring.threads", raw.scoring.threads, cores, &mut errors);
+    let explain = match raw.scoring.explain.as_deref() {
+        None | Some("threshold") => crate::inference::ExplainPolicy::AboveMinScore,
+        Some("all") => crate::inference::ExplainPolicy::All,
+        Some("never") => crate::inference::ExplainPolicy::Never,
+        Some(other) => {
+            errors.push(format!(
+                "scoring.explain [{other}] must be one of threshold, all, never"
+            ));
+            crate::inference::ExplainPolicy::AboveMinScore
+        }
+    };
+    let paths = if overrides.model_paths.is_empty() {
+        raw.models
+            .paths
+            .unwrap_or_else(|| vec![PathBuf::from("models")])
+    } else {
+        overrides.model_paths.clone()
+    };
+    if paths.is_empty() {
+        errors.push("models.paths is empty".to_string());
+    }
+
+    let mut tokens = Vec::new();
+    if let Some(file) = &raw.auth.tokens_file {
+        match std::fs::read_to_string(file) {
+            Ok(text) => tokens.extend(parse_tokens(&text)),
+            Err(e) => errors.push(format!("auth.tokens_file [{}]: {e}", file.display())),
+        }
+    }
+    if let Some(var) = &raw.auth.tokens_env {
+        match std::env::var(var) {
+            Ok(text) => tokens.extend(parse_tokens(&text)),
+            Err(_) => errors.push(format!(
+                "auth.tokens_env: environment variable [{var}] is not set"
+            )),
+        }
+    }
+    // An unparsable address is already reported; do not pile an auth error on top of it.
+    let loopback = listen.is_none_or(|a| a.ip().is_loopback());
+    let required = raw.auth.required.unwrap_or(!loopback);
+    if required && tokens.is_empty() {
+        errors.push(format!(
+            "auth: listening on [{listen_text}] requires caller tokens (auth.tokens_file or auth.tokens_env); \
+             set auth.required = false only behind another authenticating proxy"
+        ));
+    }
+    if !loopback && raw.auth.required == Some(false) {
+        tracing::warn!("authentication is disabled on a non-loopback listener");
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            server: ServerConfig {
+                listen: listen.expect("checked above"),
+                max_body_bytes: max_body_bytes as usize,
+                max_batch_docs,
+                max_concurrent_requests,
+            },
+            models: ModelsConfig {
+                paths,
+                watch: raw.models.watch.unwrap_or(true),
+            },
+            scoring: ScoringConfig { threads, explain },
+            auth: AuthConfig { tokens, required },
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// One token per line or comma-separated; blank lines and `#` comments ignored.
+fn parse_tokens(text: &str) -> Vec<Secret> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid_and_loopback() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert!(c.server.listen.ip().is_loopback());
+        assert!(!c.auth.required);
+        assert_eq!(c.models.paths, vec![PathBuf::from("models")]);
+    }
+
+    #[test]
+    fn every_bad_key_is_named_at_once() {
+        let err = Config::parse(
+            "[server]\nlisten = \"x\"\nbogus = 1\n[nope]\n[scoring]\nthread = 2\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown key [server.bogus]"), "{text}");
+        assert!(text.contains("unknown section [nope]"), "{text}");
+        assert!(text.contains("unknown key [scoring.thread]"), "{text}");
+    }
+
+    #[test]
+    fn all_value_errors_are_reported_together() {
+        let err = Config::parse(
+            "[server]\nlisten = \"nowhere\"\nmax_batch_docs = 0\n[scoring]\nexplain = \"sometimes\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn non_loopback_requires_tokens_and_secrets_do_not_print() {
+        let err = Config::parse(
+            "[server]\nlisten = \"0.0.0.0:9280\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("requires caller tokens"), "{err}");
+        std::env::set_var("VIGIL_TEST_TOKENS_CFG", "s3cr3t-a, s3cr3t-b");
+        let ok = Config::parse(
+            "[server]\nlisten = \"0.0.0.0:9280\"\n[auth]\ntokens_env = \"VIGIL_TEST_TOKENS_CFG\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.auth.tokens.len(), 2);
+        assert!(ok.auth.required);
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+    }
+}

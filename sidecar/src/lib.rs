@@ -17,6 +17,8 @@ pub mod config;
 pub mod enrich;
 pub mod explain;
 pub mod features;
+pub mod fields;
 pub mod http;
+pub mod inference;
 pub mod score;
 pub mod startup;

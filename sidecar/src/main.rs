@@ -1,1 +1,271 @@
-fn main() {}
+//! The `vigil` binary: parses the command line, starts telemetry, and calls into the library.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vigil::config::{Config, Overrides};
+use vigil::inference::ExplainPolicy;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Scores and explains security events at ingest time"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the scoring API (embedded defaults when no --config is given).
+    Serve {
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on, overriding the configuration.
+        #[arg(long, env = "VIGIL_LISTEN")]
+        listen: Option<String>,
+        /// Model folders, overriding the configuration (repeatable).
+        #[arg(long = "models")]
+        models: Vec<PathBuf>,
+    },
+    /// Score NDJSON documents from FILE (or stdin) and write enriched NDJSON to stdout.
+    Score {
+        #[arg(long)]
+        model: String,
+        file: Option<PathBuf>,
+        #[arg(long = "models", default_value = "models")]
+        models: Vec<PathBuf>,
+        /// Explain every document, not only those above the bundle's min_score.
+        #[arg(long)]
+        explain_all: bool,
+        /// Documents per scoring batch.
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+    },
+    /// Model bundle tools.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Validate a configuration file and print every problem at once.
+    CheckConfig { file: Option<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Load and check bundles (hash, width, golden outputs); non-zero exit if any is refused.
+    Check { dirs: Vec<PathBuf> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            models,
+        } => serve(
+            config,
+            Overrides {
+                listen,
+                model_paths: models,
+            },
+        ),
+        Command::Score {
+            model,
+            file,
+            models,
+            explain_all,
+            batch,
+        } => score(&model, file, models, explain_all, batch.max(1)),
+        Command::Models {
+            command: ModelsCommand::Check { dirs },
+        } => check_models(dirs),
+        Command::CheckConfig { file } => match Config::load(file.as_deref(), &Overrides::default())
+        {
+            Ok(_) => {
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: Option<PathBuf>, overrides: Overrides) -> ExitCode {
+    let config = match Config::load(config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        match vigil::startup::Application::build(config).await {
+            Ok(app) => match app.run_until(vigil::startup::shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("server error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("cannot start: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn score(
+    model: &str,
+    file: Option<PathBuf>,
+    models: Vec<PathBuf>,
+    explain_all: bool,
+    batch: usize,
+) -> ExitCode {
+    let registry = vigil::bundle::ModelRegistry::new(models);
+    let report = registry.reload();
+    let Some(bundle) = registry.get(model) else {
+        eprintln!("no model named [{model}] is loaded");
+        for r in report.refused {
+            eprintln!("  refused {}: {}", r.dir, r.reason);
+        }
+        return ExitCode::from(2);
+    };
+    let input: Box<dyn BufRead> = match &file {
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("cannot open {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let policy = if explain_all {
+        ExplainPolicy::All
+    } else {
+        ExplainPolicy::AboveMinScore
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed = 0usize;
+    let mut total = 0usize;
+    let mut pending: Vec<(usize, Result<serde_json::Value, String>)> = Vec::with_capacity(batch);
+    let flush = |pending: &mut Vec<(usize, Result<serde_json::Value, String>)>,
+                 out: &mut dyn Write,
+                 failed: &mut usize|
+     -> std::io::Result<()> {
+        let docs: Vec<serde_json::Value> = pending
+            .iter()
+            .filter_map(|(_, d)| d.as_ref().ok().cloned())
+            .collect();
+        let mut scored = vigil::http::score::score_docs(&bundle, docs, policy, false).into_iter();
+        for (line, doc) in pending.drain(..) {
+            let entry = match doc {
+                Ok(_) => scored.next().expect("one output per document"),
+                Err(reason) => {
+                    serde_json::json!({"error": {"type": "x_content_parse_exception", "reason": reason}})
+                }
+            };
+            match entry.get("doc") {
+                Some(doc) => writeln!(out, "{doc}")?,
+                None => {
+                    *failed += 1;
+                    let mut e = entry;
+                    e["line"] = serde_json::json!(line);
+                    writeln!(out, "{e}")?;
+                }
+            }
+        }
+        Ok(())
+    };
+    for (i, line) in input.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot read input: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        total += 1;
+        let parsed = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| format!("malformed JSON on line {}: {e}", i + 1));
+        pending.push((i + 1, parsed));
+        if pending.len() >= batch {
+            if let Err(e) = flush(&mut pending, &mut out, &mut failed) {
+                eprintln!("cannot write output: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = flush(&mut pending, &mut out, &mut failed).and_then(|_| out.flush()) {
+        eprintln!("cannot write output: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!(
+        "scored {} of {total} documents with {} {} ({failed} failed)",
+        total - failed,
+        bundle.name(),
+        bundle.version()
+    );
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_models(dirs: Vec<PathBuf>) -> ExitCode {
+    if dirs.is_empty() {
+        eprintln!("usage: vigil models check DIR...");
+        return ExitCode::from(2);
+    }
+    let registry = vigil::bundle::ModelRegistry::new(dirs);
+    let report = registry.reload();
+    for m in &report.loaded {
+        let b = registry.get(&m.name).expect("just loaded");
+        println!(
+            "ok       {} {} ({} features, {}, explanations: {}, golden max |diff| {})",
+            m.name,
+            m.version,
+            b.n_features(),
+            b.engine.kind(),
+            b.explainer.as_ref().map_or("none", |e| e.method()),
+            b.golden_max_diff
+                .map_or("n/a".to_string(), |d| format!("{d:.1e}")),
+        );
+    }
+    for r in &report.refused {
+        println!("refused  {}: {}", r.dir, r.reason);
+    }
+    if report.refused.is_empty() && !report.loaded.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,1 +1,143 @@
-//! TODO
+//! Builds the application: loads the bundles, binds the listener, and wires reloads (file
+//! changes, SIGHUP, `POST /_vigil/models/_reload`). Tests bind port 0 and call [`Application::build`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::bundle::ModelRegistry;
+use crate::config::Config;
+use crate::http::{router, AppState};
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let config = Arc::new(config);
+        let registry = Arc::new(ModelRegistry::new(config.models.paths.clone()));
+        let initial = {
+            let registry = registry.clone();
+            tokio::task::spawn_blocking(move || registry.reload()).await?
+        };
+        if initial.loaded.is_empty() {
+            tracing::warn!(
+                paths = ?config.models.paths,
+                refused = initial.refused.len(),
+                "no model bundle loaded; scoring requests will answer 404 until a reload succeeds"
+            );
+        }
+        let watcher = if config.models.watch {
+            Some(watch(registry.clone())?)
+        } else {
+            None
+        };
+        reload_on_sighup(registry.clone());
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot bind {}", config.server.listen))?;
+        Ok(Application {
+            listener,
+            state: AppState::new(registry, config),
+            _watcher: watcher,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn registry(&self) -> Arc<ModelRegistry> {
+        self.state.registry.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "listening");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Reloads after a bundle file changes, debounced so a copy of several files reloads once.
+fn watch(registry: Arc<ModelRegistry>) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event {
+            if !e.kind.is_access() {
+                let _ = tx.try_send(());
+            }
+        }
+    })?;
+    for path in registry.sources() {
+        if path.exists() {
+            watcher
+                .watch(path, RecursiveMode::Recursive)
+                .with_context(|| format!("cannot watch {}", path.display()))?;
+        }
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while rx.try_recv().is_ok() {}
+            let registry = registry.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                tracing::info!("model files changed; reloading");
+                registry.reload()
+            })
+            .await;
+        }
+    });
+    Ok(watcher)
+}
+
+fn reload_on_sighup(registry: Arc<ModelRegistry>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let registry = registry.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                tracing::info!("SIGHUP; reloading models");
+                registry.reload()
+            })
+            .await;
+        }
+    });
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: draining in-flight requests");
+}

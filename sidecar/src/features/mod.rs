@@ -1,1 +1,260 @@
-//! TODO
+//! Feature extraction: a JSON document becomes one row of the model's input.
+//!
+//! A [`FeatureExtractor`] is compiled once per bundle from its manifest; extraction is a pure
+//! function of the document. Wrong types are per-document errors naming the feature and the path.
+
+mod source;
+mod transform;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+pub use source::{describe, lookup};
+pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
+
+use crate::bundle::manifest::{FeatureSpec, TransformSpec};
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum FeatureError {
+    #[error("feature [{feature}] expects {expected} at [{path}], found {found}")]
+    WrongType {
+        feature: String,
+        path: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("feature [{feature}] at [{path}]: {reason}")]
+    Invalid {
+        feature: String,
+        path: String,
+        reason: String,
+    },
+    #[error("document must be a JSON object, found {found}")]
+    NotAnObject { found: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Feature {
+    pub name: String,
+    pub sources: Vec<String>,
+    pub transform: Transform,
+    pub missing: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeatureExtractor {
+    features: Vec<Feature>,
+}
+
+impl FeatureExtractor {
+    /// Compiles the manifest's feature list; `dir` is the bundle folder (for `values_file`).
+    pub fn compile(specs: &[FeatureSpec], dir: &Path) -> Result<Self, String> {
+        let mut features = Vec::with_capacity(specs.len());
+        let mut errors = Vec::new();
+        let mut names = HashSet::new();
+        for spec in specs {
+            if !names.insert(spec.name.as_str()) {
+                errors.push(format!("feature [{}] is declared twice", spec.name));
+            }
+            if spec.source.paths().is_empty() || spec.source.paths().iter().any(String::is_empty) {
+                errors.push(format!("feature [{}] has an empty source", spec.name));
+            }
+            match compile_transform(&spec.transform, dir) {
+                Ok(transform) => features.push(Feature {
+                    name: spec.name.clone(),
+                    sources: spec.source.paths().to_vec(),
+                    transform,
+                    missing: spec.missing.map_or(f32::NAN, |m| m as f32),
+                }),
+                Err(e) => errors.push(format!("feature [{}]: {e}", spec.name)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(FeatureExtractor { features })
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    pub fn features(&self) -> &[Feature] {
+        &self.features
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.features.iter().map(|f| f.name.as_str())
+    }
+
+    /// Writes the document's feature row into `out` (length = number of features).
+    pub fn extract(&self, doc: &Value, out: &mut [f32]) -> Result<(), FeatureError> {
+        if !doc.is_object() {
+            return Err(FeatureError::NotAnObject {
+                found: describe(doc),
+            });
+        }
+        debug_assert_eq!(out.len(), self.features.len());
+        for (feature, slot) in self.features.iter().zip(out.iter_mut()) {
+            let found = feature
+                .sources
+                .iter()
+                .find_map(|path| lookup(doc, path).map(|v| (path, v)));
+            *slot = match found {
+                None => feature.missing,
+                Some((path, value)) => {
+                    feature
+                        .transform
+                        .apply(value)
+                        .map_err(|rejection| match rejection {
+                            Rejection::WrongType { expected } => FeatureError::WrongType {
+                                feature: feature.name.clone(),
+                                path: path.clone(),
+                                expected,
+                                found: describe(value),
+                            },
+                            Rejection::Invalid(reason) => FeatureError::Invalid {
+                                feature: feature.name.clone(),
+                                path: path.clone(),
+                                reason,
+                            },
+                        })?
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+fn compile_transform(spec: &TransformSpec, dir: &Path) -> Result<Transform, String> {
+    use TransformSpec as S;
+    let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+    Ok(match spec {
+        S::Numeric => Transform::Numeric,
+        S::Boolean => Transform::Boolean,
+        S::Categorical {
+            vocabulary,
+            unknown,
+        } => {
+            let index: std::collections::HashMap<String, f32> = vocabulary
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), i as f32))
+                .collect();
+            if index.len() != vocabulary.len() {
+                return Err("categorical vocabulary has duplicates".into());
+            }
+            Transform::Categorical {
+                index,
+                unknown: unknown.map_or(vocabulary.len() as f32, |u| u as f32),
+            }
+        }
+        S::Length { part } => Transform::Text(*part, TextOp::Length),
+        S::DigitRatio { part } => Transform::Text(*part, TextOp::DigitRatio),
+        S::Entropy { part } => Transform::Text(*part, TextOp::Entropy),
+        S::CharCount { chars, part } => {
+            if chars.is_empty() {
+                return Err("char_count needs at least one character".into());
+            }
+            Transform::Text(*part, TextOp::CharCount(chars.chars().collect()))
+        }
+        S::TokenPresence { tokens, part } => {
+            Transform::Text(*part, TextOp::TokenPresence(non_empty(lower(tokens))?))
+        }
+        S::TokenCount { tokens, part } => {
+            Transform::Text(*part, TextOp::TokenCount(non_empty(lower(tokens))?))
+        }
+        S::IsIp { part } => Transform::Text(*part, TextOp::IsIp),
+        S::LabelCount { part } => Transform::Text(*part, TextOp::LabelCount),
+        S::SegmentCount { part } => Transform::Text(*part, TextOp::SegmentCount),
+        S::ParamCount { part } => Transform::Text(*part, TextOp::ParamCount),
+        S::Equals { value, part } => Transform::Text(*part, TextOp::Equals(value.to_lowercase())),
+        S::SuffixIn { values, part } => {
+            Transform::Text(*part, TextOp::SuffixIn(lower(values).into_iter().collect()))
+        }
+        S::InSet {
+            values,
+            values_file,
+            part,
+        } => {
+            let mut set: HashSet<String> = lower(values).into_iter().collect();
+            if let Some(file) = values_file {
+                let text = std::fs::read_to_string(dir.join(file))
+                    .map_err(|e| format!("cannot read values_file [{file}]: {e}"))?;
+                set.extend(
+                    text.lines()
+                        .map(|l| l.trim().to_lowercase())
+                        .filter(|l| !l.is_empty()),
+                );
+            }
+            if set.is_empty() {
+                return Err("in_set needs values or values_file".into());
+            }
+            Transform::Text(*part, TextOp::InSet(set))
+        }
+        S::HourOfDay => Transform::Time(TimeOp::HourOfDay),
+        S::DayOfWeek => Transform::Time(TimeOp::DayOfWeek),
+        S::IsWeekend => Transform::Time(TimeOp::IsWeekend),
+    })
+}
+
+fn non_empty(tokens: Vec<String>) -> Result<Vec<String>, String> {
+    if tokens.is_empty() || tokens.iter().any(String::is_empty) {
+        Err("tokens must be a non-empty list of non-empty strings".into())
+    } else {
+        Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn extractor(specs: serde_json::Value) -> FeatureExtractor {
+        let specs: Vec<FeatureSpec> = serde_json::from_value(specs).unwrap();
+        FeatureExtractor::compile(&specs, Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn missing_fields_take_the_declared_default_and_wrong_types_are_named() {
+        let x = extractor(json!([
+            {"name": "a", "source": "x.a", "transform": {"kind": "numeric"}, "missing": 7},
+            {"name": "b", "source": ["x.b", "y.b"], "transform": {"kind": "length"}},
+        ]));
+        let mut row = [0.0; 2];
+        x.extract(&json!({"y": {"b": "abc"}}), &mut row).unwrap();
+        assert_eq!(row[0], 7.0);
+        assert_eq!(row[1], 3.0);
+        x.extract(&json!({}), &mut row).unwrap();
+        assert!(row[1].is_nan());
+        let err = x
+            .extract(&json!({"x": {"a": "ten"}}), &mut row)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "feature [a] expects a number at [x.a], found string \"ten\""
+        );
+        assert!(x.extract(&json!([1, 2]), &mut row).is_err());
+    }
+
+    #[test]
+    fn bad_specs_are_reported_together() {
+        let specs: Vec<FeatureSpec> = serde_json::from_value(json!([
+            {"name": "a", "source": "", "transform": {"kind": "numeric"}},
+            {"name": "a", "source": "s", "transform": {"kind": "token_presence", "tokens": []}},
+        ]))
+        .unwrap();
+        let err = FeatureExtractor::compile(&specs, Path::new(".")).unwrap_err();
+        assert!(err.contains("empty source"), "{err}");
+        assert!(err.contains("declared twice"), "{err}");
+        assert!(err.contains("tokens must be"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Finding a field in a JSON document by dotted ECS path.
+//!
+//! Elasticsearch treats `{"url":{"original":x}}`, `{"url.original":x}` and mixes of the two as the
+//! same field, so the lookup tries every split of the path into an existing key and a rest.
+
+use serde_json::Value;
+
+/// The value at `path`, with arrays reduced to their first element. `None` when absent or `null`.
+pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let found = lookup_in(first_of_array(doc)?, path)?;
+    let found = first_of_array(found)?;
+    (!found.is_null()).then_some(found)
+}
+
+fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    let object = value.as_object()?;
+    if let Some(v) = object.get(path) {
+        return Some(v);
+    }
+    // Try the shortest existing prefix first: nested objects are the common shape.
+    for (i, _) in path.match_indices('.') {
+        if let Some(inner) = object.get(&path[..i]) {
+            if let Some(found) = first_of_array(inner).and_then(|v| lookup_in(v, &path[i + 1..])) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+fn first_of_array(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Array(items) => items.first(),
+        other => Some(other),
+    }
+}
+
+/// A short description of a JSON value for error messages: its type and a clipped rendering.
+pub fn describe(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => return "null".to_string(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let mut text = value.to_string();
+    if text.len() > 40 {
+        let cut = (0..=40)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    format!("{kind} {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_flattened_and_mixed_paths_resolve() {
+        let nested = json!({"url": {"original": "a"}});
+        let flat = json!({"url.original": "b"});
+        let mixed = json!({"source": {"geo.country_iso_code": "FR"}});
+        assert_eq!(lookup(&nested, "url.original"), Some(&json!("a")));
+        assert_eq!(lookup(&flat, "url.original"), Some(&json!("b")));
+        assert_eq!(
+            lookup(&mixed, "source.geo.country_iso_code"),
+            Some(&json!("FR"))
+        );
+    }
+
+    #[test]
+    fn arrays_yield_their_first_element_and_null_is_absent() {
+        let doc = json!({"user": [{"name": ["x", "y"]}], "n": null, "e": []});
+        assert_eq!(lookup(&doc, "user.name"), Some(&json!("x")));
+        assert_eq!(lookup(&doc, "n"), None);
+        assert_eq!(lookup(&doc, "e"), None);
+        assert_eq!(lookup(&doc, "missing.path"), None);
+        assert_eq!(lookup(&json!("scalar"), "a"), None);
+    }
+
+    #[test]
+    fn describe_clips_long_values_on_char_boundaries() {
+        let long = Value::String("é".repeat(100));
+        let text = describe(&long);
+        assert!(text.starts_with("string \""));
+        assert!(text.ends_with('…'));
+    }
+}
