@@ -1,0 +1,274 @@
+//! The HTTP API end to end: a real Vigil bound to 127.0.0.1:0, called over HTTP.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn app(extra: &str) -> TestApp {
+    TestApp::spawn(&config_for(
+        &[&bundle("logreg_binary"), &bundle("mlp_binary")],
+        extra,
+    ))
+    .await
+}
+
+async fn post(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+fn assert_es_error(body: &Value, status: u16, kind: &str, reason_part: &str) {
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["error"]["type"], kind, "{body}");
+    assert_eq!(body["error"]["root_cause"][0]["type"], kind, "{body}");
+    let reason = body["error"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(reason_part),
+        "{reason_part:?} not in {reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn scores_a_batch_in_order_with_per_document_errors() {
+    let app = app("").await;
+    let body = json!({"docs": [
+        {"event": {"id": "a"}, "features": {"f0": 1.0, "f1": -3.5}},
+        {"event": {"id": "b"}, "features": {"f1": "not a number"}},
+        {"event": {"id": "c"}, "features.f0": "2.5"},
+    ]});
+    let (status, out) = post(&app, "/_vigil/score/logreg_binary", body.to_string()).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["errors"], true);
+    assert_eq!(out["model_version"], "1.0.0");
+    let docs = out["docs"].as_array().unwrap();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0]["doc"]["event"]["id"], "a");
+    let result = &docs[0]["doc"]["ml"]["inference"]["logreg_binary"];
+    assert!(result["prediction_probability"].is_f64(), "{result}");
+    assert_eq!(result["model_id"], "logreg_binary");
+    assert_eq!(docs[1]["error"]["type"], "feature_extraction_exception");
+    assert!(docs[1]["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("[f1]"));
+    assert_eq!(docs[2]["doc"]["event"]["id"], "c");
+}
+
+#[tokio::test]
+async fn results_only_and_bare_arrays() {
+    let app = app("").await;
+    let (status, out) = post(
+        &app,
+        "/_vigil/score/mlp_binary?results_only=true&explain=all",
+        json!([{"features": {"f0": 0.3}}]).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let r = &out["docs"][0]["result"];
+    assert_eq!(r["explanation"]["method"], "sampled_shapley");
+    assert_eq!(r["explanation"]["approximate"], true);
+    assert!(out["docs"][0].get("doc").is_none());
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_elasticsearch_shaped_errors() {
+    let app = app("max_batch_docs = 3\nmax_body_bytes = 4096").await;
+    let (s, b) = post(&app, "/_vigil/score/nope", "[]").await;
+    assert_es_error(
+        &b,
+        404,
+        "resource_not_found_exception",
+        "no model named [nope]",
+    );
+    assert_eq!(s, 404);
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", "{\"docs\": [").await;
+    assert_eq!(s, 400);
+    assert_es_error(&b, 400, "x_content_parse_exception", "line 1 column");
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", "{\"documents\": []}").await;
+    assert_eq!(s, 400);
+    assert_es_error(&b, 400, "illegal_argument_exception", "{\"docs\": [...]}");
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", "[{},{},{},{}]").await;
+    assert_eq!(s, 413);
+    assert_es_error(
+        &b,
+        413,
+        "content_too_long_exception",
+        "exceeds the limit of 3",
+    );
+    let big = format!("[{{\"pad\": \"{}\"}}]", "x".repeat(8000));
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", big).await;
+    assert_eq!(s, 413);
+    assert_es_error(
+        &b,
+        413,
+        "content_too_long_exception",
+        "larger than the limit of 4096 bytes",
+    );
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary?explain=maybe", "[]").await;
+    assert_eq!(s, 400);
+    assert_es_error(&b, 400, "illegal_argument_exception", "explain [maybe]");
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", "[1, \"x\", null]").await;
+    assert_eq!(s, 200);
+    assert!(b["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["error"]["type"] == "feature_extraction_exception"));
+}
+
+#[tokio::test]
+async fn lists_and_reloads_models() {
+    let app = app("").await;
+    let r: Value = reqwest::get(app.url("/_vigil/models"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = r["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["logreg_binary", "mlp_binary"]);
+    assert_eq!(r["models"][0]["explanation"]["method"], "linear");
+    assert_eq!(r["models"][0]["features"].as_array().unwrap().len(), 32);
+    let (s, r) = post(&app, "/_vigil/models/_reload", "").await;
+    assert_eq!(s, 200);
+    assert_eq!(r["loaded"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn kserve_v2_metadata_readiness_and_inference() {
+    let app = app("").await;
+    let live = reqwest::get(app.url("/v2/health/live")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = reqwest::get(app.url("/v2/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let meta: Value = reqwest::get(app.url("/v2/models/logreg_binary"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 32]));
+    assert_eq!(meta["outputs"][0]["name"], "probabilities");
+    let r = reqwest::get(app.url("/v2/models/logreg_binary/ready"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = reqwest::get(app.url("/v2/models/nope/ready"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let mut data = vec![0.5f64; 64];
+    data[0] = 2.0;
+    let request = json!({"id": "q1", "inputs": [{"name": "input", "shape": [2, 32], "datatype": "FP32", "data": data}],
+                         "outputs": [{"name": "probabilities"}, {"name": "contributions"}]});
+    let (s, out) = post(&app, "/v2/models/logreg_binary/infer", request.to_string()).await;
+    assert_eq!(s, 200, "{out}");
+    assert_eq!(out["id"], "q1");
+    assert_eq!(out["outputs"][0]["shape"], json!([2, 2]));
+    let probs: Vec<f64> = out["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!((probs[0] + probs[1] - 1.0).abs() < 1e-5);
+    assert_ne!(
+        probs[0], probs[2],
+        "rows differ in f0, so must their scores"
+    );
+    assert_eq!(out["outputs"][1]["shape"], json!([2, 1, 33]));
+
+    let bad = json!({"inputs": [{"name": "input", "shape": [1, 31], "datatype": "FP32", "data": vec![0.0; 31]}]});
+    let (s, out) = post(&app, "/v2/models/logreg_binary/infer", bad.to_string()).await;
+    assert_eq!(s, 400);
+    assert!(out["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not match [N, 32]"));
+    let bad =
+        json!({"inputs": [{"name": "input", "shape": [1, 32], "datatype": "BYTES", "data": []}]});
+    let (s, _) = post(&app, "/v2/models/logreg_binary/infer", bad.to_string()).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn callers_without_a_valid_token_are_refused() {
+    std::env::set_var("VIGIL_TEST_API_TOKENS", "tok-one,tok-two");
+    let app = TestApp::spawn(&format!(
+        "{}\n[auth]\nrequired = true\ntokens_env = \"VIGIL_TEST_API_TOKENS\"\n",
+        config_for(&[&bundle("logreg_binary")], "")
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let none = client.get(app.url("/_vigil/models")).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    let wrong = client
+        .get(app.url("/_vigil/models"))
+        .bearer_auth("tok-three")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client
+        .get(app.url("/_vigil/models"))
+        .bearer_auth("tok-two")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let api_key = client
+        .get(app.url("/_vigil/models"))
+        .header("authorization", "ApiKey tok-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_key.status(), 200);
+    // Probes stay open.
+    let live = client.get(app.url("/v2/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+}
+
+#[tokio::test]
+async fn overload_answers_429_so_callers_retry() {
+    let app = TestApp::spawn(&config_for(
+        &[&bundle("mlp_binary")],
+        "max_concurrent_requests = 1",
+    ))
+    .await;
+    let big: Vec<Value> = (0..400).map(|i| json!({"features": {"f0": i}})).collect();
+    let body = json!({"docs": big}).to_string();
+    let client = reqwest::Client::new();
+    let sends = (0..8).map(|_| {
+        client
+            .post(app.url("/_vigil/score/mlp_binary?explain=all"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+}

@@ -1,0 +1,95 @@
+//! Shared helpers for the integration tests: test bundles, temporary copies, a running app.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn bundles_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bundles")
+}
+
+/// A test bundle folder; panics (fails the test) when it is missing rather than skipping.
+pub fn bundle(name: &str) -> PathBuf {
+    let dir = bundles_dir().join(name);
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "test bundle {} is missing: run models/vigil_models/export_test_bundles.py",
+        dir.display()
+    );
+    dir
+}
+
+/// Copies a test bundle into a fresh temporary folder (for tampering with it).
+pub fn copy_bundle(name: &str, into: &Path) -> PathBuf {
+    let src = bundle(name);
+    let dst = into.join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    dst
+}
+
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A running Vigil on 127.0.0.1:0 with the given TOML configuration; the server stops when the
+/// returned guard is dropped.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub registry: std::sync::Arc<vigil::bundle::ModelRegistry>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(toml: &str) -> TestApp {
+        let config = vigil::config::Config::parse(toml, "test", &Default::default())
+            .expect("test configuration is valid");
+        let app = vigil::startup::Application::build(config)
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let registry = app.registry();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            registry,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn config_for(models: &[&Path], extra: &str) -> String {
+    let paths: Vec<String> = models
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra}\n[models]\npaths = [{}]\nwatch = false\n",
+        paths.join(", ")
+    )
+}

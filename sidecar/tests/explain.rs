@@ -1,0 +1,179 @@
+//! Explanations: local accuracy on every golden row, exactness for linear models, determinism
+//! and budget for sampled Shapley values, and the shape written into documents.
+
+mod common;
+
+use common::*;
+use vigil::bundle::{golden, load, Bundle};
+use vigil::explain::{Explainer, Link};
+use vigil::inference::{infer, ExplainPolicy, Predicted};
+
+fn golden_rows(b: &Bundle) -> (Vec<f32>, usize) {
+    let g = golden::read(&b.dir.join("golden.json")).unwrap();
+    let rows: Vec<f32> = g.rows.iter().flat_map(|r| r.feature_row()).collect();
+    (rows, g.rows.len())
+}
+
+/// `link(model(x))` for each row, in the explainer's space.
+fn linked(b: &Bundle, rows: &[f32], n: usize, link: Link) -> Vec<Vec<f64>> {
+    let out = b.engine.predict(rows, n).unwrap();
+    let k = b.engine.n_outputs();
+    out.chunks_exact(k)
+        .map(|o| {
+            let mut g = vec![0.0; link.columns()];
+            link.apply(o, &mut g);
+            g
+        })
+        .collect()
+}
+
+fn check_local_accuracy(name: &str, tolerance: f64) -> &'static str {
+    let b = load(&bundle(name)).unwrap();
+    let explainer = b.explainer.as_ref().unwrap();
+    let (Explainer::Linear { link, .. } | Explainer::Sampling { link, .. }) = explainer else {
+        panic!(
+            "{name}: expected a graph explainer, got {}",
+            explainer.method()
+        );
+    };
+    let (rows, n) = golden_rows(&b);
+    let explanations = explainer
+        .explain(&b.engine, &rows, n, b.n_features())
+        .unwrap();
+    let outputs = linked(&b, &rows, n, *link);
+    for (i, (e, g)) in explanations.iter().zip(&outputs).enumerate() {
+        for c in 0..link.columns() {
+            let total: f64 = e.contributions[c].iter().sum::<f64>() + e.expected_value[c];
+            assert!(
+                (total - g[c]).abs() < tolerance,
+                "{name} row {i} column {c}: contributions + expected = {total}, output = {}",
+                g[c]
+            );
+        }
+    }
+    explainer.method()
+}
+
+#[test]
+fn linear_contributions_are_exact_on_every_golden_row() {
+    assert_eq!(check_local_accuracy("logreg_binary", 1e-4), "linear");
+}
+
+#[test]
+fn linear_contributions_are_additive_per_feature() {
+    // For a model linear in log-odds, moving two features together equals the sum of moving
+    // each alone: a non-linear explanation would fail this.
+    let b = load(&bundle("logreg_binary")).unwrap();
+    let Some(Explainer::Linear { baseline, link }) = &b.explainer else {
+        panic!("linear explainer expected")
+    };
+    let (rows, _) = golden_rows(&b);
+    let f = b.n_features();
+    let x = &rows[..f];
+    let e = &b
+        .explainer
+        .as_ref()
+        .unwrap()
+        .explain(&b.engine, x, 1, f)
+        .unwrap()[0];
+    let mut both = baseline.clone();
+    both[3] = x[3];
+    both[7] = x[7];
+    let g_both = linked(&b, &both, 1, *link)[0][0];
+    let sum = e.expected_value[0] + e.contributions[0][3] + e.contributions[0][7];
+    assert!((g_both - sum).abs() < 1e-4, "{g_both} vs {sum}");
+}
+
+#[test]
+fn sampled_shapley_is_locally_accurate_deterministic_and_marked_approximate() {
+    assert_eq!(check_local_accuracy("mlp_binary", 1e-4), "sampled_shapley");
+    let b = load(&bundle("mlp_binary")).unwrap();
+    let (rows, _) = golden_rows(&b);
+    let f = b.n_features();
+    let explainer = b.explainer.as_ref().unwrap();
+    let a = explainer.explain(&b.engine, &rows[..2 * f], 2, f).unwrap();
+    let again = explainer.explain(&b.engine, &rows[..2 * f], 2, f).unwrap();
+    assert_eq!(a, again);
+    assert!(a[0].approximate);
+}
+
+#[test]
+fn results_carry_the_inference_processor_shape_with_readable_feature_names() {
+    let b = load(&bundle("logreg_binary")).unwrap();
+    let doc = serde_json::json!({"features": {"f0": 1.5, "f3": -2.0, "f7": 3.0}});
+    let r = infer(&b, &[&doc], ExplainPolicy::All).remove(0).unwrap();
+    let json = r.to_json(&b);
+    let p = json["prediction_probability"].as_f64().unwrap();
+    let score = json["score"].as_f64().unwrap();
+    let Predicted::Class(label) = &r.predicted else {
+        panic!()
+    };
+    assert_eq!(json["predicted_value"], label.as_str());
+    assert_eq!(label == "positive", score >= 0.5);
+    assert!((p - score.max(1.0 - score)).abs() < 1e-12);
+    assert_eq!(json["top_classes"].as_array().unwrap().len(), 2);
+    assert_eq!(json["model_id"], "logreg_binary");
+    assert_eq!(json["model_version"], "1.0.0");
+    let fi = json["feature_importance"].as_array().unwrap();
+    assert_eq!(fi.len(), 5);
+    let mags: Vec<f64> = fi
+        .iter()
+        .map(|i| i["importance"].as_f64().unwrap().abs())
+        .collect();
+    assert!(
+        mags.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by |importance|: {mags:?}"
+    );
+    assert!(fi[0]["feature_name"].as_str().unwrap().starts_with('f'));
+    assert_eq!(json["explanation"]["method"], "linear");
+    assert_eq!(json["explanation"]["approximate"], false);
+}
+
+#[test]
+fn explanations_follow_the_policy_and_min_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_bundle("logreg_binary", tmp.path());
+    edit_json(&dir.join("manifest.json"), |m| {
+        m["explanation"]["min_score"] = 0.999999.into();
+    });
+    let b = load(&dir).unwrap();
+    let doc = serde_json::json!({"features": {}});
+    let r = infer(&b, &[&doc], ExplainPolicy::AboveMinScore)
+        .remove(0)
+        .unwrap();
+    assert!(r.score < 0.999999);
+    assert!(r.explanation.is_none());
+    let r = infer(&b, &[&doc], ExplainPolicy::All).remove(0).unwrap();
+    assert!(r.explanation.is_some());
+    let r = infer(&b, &[&doc], ExplainPolicy::Never).remove(0).unwrap();
+    assert!(r.explanation.is_none());
+}
+
+#[test]
+fn one_bad_document_fails_alone_with_a_precise_error() {
+    let b = load(&bundle("logreg_binary")).unwrap();
+    let good = serde_json::json!({"features": {"f0": 1.0}});
+    let wrong_type = serde_json::json!({"features": {"f2": "lots"}});
+    let non_finite = serde_json::json!({"features": {"f2": "Infinity"}});
+    let not_object = serde_json::json!([1, 2]);
+    let results = infer(
+        &b,
+        &[&good, &wrong_type, &non_finite, &not_object, &good],
+        ExplainPolicy::All,
+    );
+    assert!(results[0].is_ok() && results[4].is_ok());
+    assert_eq!(
+        results[1].as_ref().unwrap_err().to_string(),
+        "feature [f2] expects a number at [features.f2], found string \"lots\""
+    );
+    assert!(results[2]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("not a finite number"));
+    assert!(results[3]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("must be a JSON object"));
+}
