@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
 # Shared helpers for tests/elasticsearch/{start,stop,smoke,probe-features}.
 # Sourced, not executed. Callers run with `set -euo pipefail`.
 
@@ -64,3 +65,6 @@ es_curl() {
   if [[ -n ${ES_USER:-} ]]; then args+=(-u "$ES_USER:$ES_PASSWORD"); fi
   curl "${args[@]}" "$@"
 }
+
+# Print the leading comment block of script $1 (its usage text).
+es_print_header() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"; }
