@@ -30,6 +30,7 @@ import numpy as np
 
 from . import onnx_trees as ot
 from .bundle import check_features, generated_by, golden_rows, run, write_bundle
+from .xgb_bundle import xgb_contribs, xgb_covers, xgb_to_onnx
 
 F = 32
 NAMES = [f"f{j}" for j in range(F)]
@@ -252,31 +253,7 @@ def finish(report, name, out, manifest, model, Xtr, Xg, docs, scores, native_sco
 # ---------------------------------------------------------------------------------------------
 
 def _xgb_onnx(model):
-    from onnxmltools import convert_xgboost
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    return convert_xgboost(model, initial_types=[("input", FloatTensorType([None, F]))])
-
-
-def xgb_contribs(model, X):
-    import xgboost as xgb
-
-    dm = xgb.DMatrix(X, missing=np.nan)
-    b = model.get_booster()
-    margin = b.predict(dm, output_margin=True)
-    c = b.predict(dm, pred_contribs=True)
-    if c.ndim == 2:
-        c = c[:, None, :]
-    return np.asarray(margin, dtype=np.float64).reshape(len(X), -1), c.astype(np.float64)
-
-
-def xgb_covers(model, onx, n_classes: int = 1, ens=None):
-    ens = ens or ot.read_ensemble(onx)
-    native = ot.xgboost_trees(model.get_booster())
-    covers = ot.match_covers(ens, native, "BRANCH_LT",
-                             leaf_class_of=lambda k: k % n_classes if n_classes > 1 else 0)
-    ot.check_covers_consistent(covers, ens)
-    return {"source": "xgboost cover", "trees": covers}
+    return xgb_to_onnx(model, F)
 
 
 def bundle_xgb_binary(out, report, name="xgb_binary", n_trees=40, depth=5, seed=11,
