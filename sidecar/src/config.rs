@@ -40,6 +40,21 @@ struct RawConfig {
     scoring: RawScoring,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    elasticsearch: RawElasticsearch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawElasticsearch {
+    url: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +102,19 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ("models", &["paths", "watch"]),
     ("scoring", &["threads", "explain"]),
     ("auth", &["tokens_file", "tokens_env", "required"]),
+    (
+        "elasticsearch",
+        &[
+            "url",
+            "username",
+            "password_env",
+            "password_file",
+            "api_key_env",
+            "api_key_file",
+            "ca_file",
+            "timeout_ms",
+        ],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -95,6 +123,23 @@ pub struct Config {
     pub models: ModelsConfig,
     pub scoring: ScoringConfig,
     pub auth: AuthConfig,
+    pub elasticsearch: EsConfig,
+}
+
+/// How Vigil reaches Elasticsearch (forwarding, setup, rules, warm start).
+#[derive(Debug, Clone)]
+pub struct EsConfig {
+    pub url: url::Url,
+    pub credentials: Option<EsCredentials>,
+    /// PEM CA bundle to trust for HTTPS, in addition to nothing else (no system roots).
+    pub ca_file: Option<PathBuf>,
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum EsCredentials {
+    Basic { username: String, password: Secret },
+    ApiKey(Secret),
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +327,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
         tracing::warn!("authentication is disabled on a non-loopback listener");
     }
 
+    let elasticsearch = validate_es(raw.elasticsearch, &mut errors);
+
     if errors.is_empty() {
         Ok(Config {
             server: ServerConfig {
@@ -296,10 +343,105 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             },
             scoring: ScoringConfig { threads, explain },
             auth: AuthConfig { tokens, required },
+            elasticsearch: elasticsearch.expect("no errors"),
         })
     } else {
         Err(errors)
     }
+}
+
+fn read_secret(
+    what: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    errors: &mut Vec<String>,
+) -> Option<Secret> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "elasticsearch: set {what}_env or {what}_file, not both"
+            ));
+            None
+        }
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) => Some(Secret::new(v.trim())),
+            Err(_) => {
+                errors.push(format!(
+                    "elasticsearch.{what}_env: environment variable [{var}] is not set"
+                ));
+                None
+            }
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(v) => Some(Secret::new(v.trim())),
+            Err(e) => {
+                errors.push(format!(
+                    "elasticsearch.{what}_file [{}]: {e}",
+                    path.display()
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+fn validate_es(raw: RawElasticsearch, errors: &mut Vec<String>) -> Option<EsConfig> {
+    let text = std::env::var("VIGIL_ES_URL")
+        .ok()
+        .or(raw.url)
+        .unwrap_or_else(|| "http://127.0.0.1:9200".to_string());
+    let url = match url::Url::parse(&text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+        Ok(u) => {
+            errors.push(format!(
+                "elasticsearch.url [{text}]: scheme {} is not http or https",
+                u.scheme()
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("elasticsearch.url [{text}]: {e}"));
+            None
+        }
+    };
+    let password = read_secret("password", &raw.password_env, &raw.password_file, errors);
+    let api_key = read_secret("api_key", &raw.api_key_env, &raw.api_key_file, errors);
+    let credentials = match (raw.username, password, api_key) {
+        (Some(username), Some(password), None) => Some(EsCredentials::Basic { username, password }),
+        (None, None, Some(key)) => Some(EsCredentials::ApiKey(key)),
+        (None, None, None) => None,
+        (Some(_), None, None) => {
+            errors.push("elasticsearch.username needs password_env or password_file".into());
+            None
+        }
+        (None, Some(_), None) => {
+            errors.push("elasticsearch password given without username".into());
+            None
+        }
+        _ => {
+            errors.push("elasticsearch: use basic credentials or an API key, not both".into());
+            None
+        }
+    };
+    if let Some(ca) = &raw.ca_file {
+        if !ca.is_file() {
+            errors.push(format!(
+                "elasticsearch.ca_file [{}] does not exist",
+                ca.display()
+            ));
+        }
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(60_000);
+    if timeout_ms == 0 {
+        errors.push("elasticsearch.timeout_ms must be at least 1".into());
+    }
+    Some(EsConfig {
+        url: url?,
+        credentials,
+        ca_file: raw.ca_file,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    })
 }
 
 /// One token per line or comma-separated; blank lines and `#` comments ignored.

@@ -15,6 +15,7 @@
 pub mod bundle;
 pub mod config;
 pub mod enrich;
+pub mod es;
 pub mod explain;
 pub mod features;
 pub mod fields;

@@ -1,0 +1,109 @@
+//! Connections to Elasticsearch, built once from [`EsConfig`]: the official client (setup,
+//! rules, warm start) and a raw HTTP client (streaming bulk forwarding, proxying), sharing the
+//! same URL, credentials, CA and deadline.
+
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::Elasticsearch;
+
+use crate::config::{EsConfig, EsCredentials};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EsSetupError {
+    #[error("cannot read CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("cannot build Elasticsearch client: {0}")]
+    Client(String),
+}
+
+fn read_ca(cfg: &EsConfig) -> Result<Option<Vec<u8>>, EsSetupError> {
+    cfg.ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| EsSetupError::Ca {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// The official client.
+pub fn client(cfg: &EsConfig) -> Result<Elasticsearch, EsSetupError> {
+    let pool = SingleNodeConnectionPool::new(cfg.url.clone());
+    let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
+    match &cfg.credentials {
+        Some(EsCredentials::Basic { username, password }) => {
+            builder = builder.auth(Credentials::Basic(
+                username.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        Some(EsCredentials::ApiKey(key)) => {
+            builder = builder.auth(Credentials::EncodedApiKey(key.expose().to_string()));
+        }
+        None => {}
+    }
+    if let Some(pem) = read_ca(cfg)? {
+        let cert = Certificate::from_pem(&pem).map_err(|e| EsSetupError::Ca {
+            path: cfg
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        builder = builder.cert_validation(CertificateValidation::Full(cert));
+    }
+    let transport = builder
+        .build()
+        .map_err(|e| EsSetupError::Client(e.to_string()))?;
+    Ok(Elasticsearch::new(transport))
+}
+
+/// A raw HTTP client for forwarding bodies byte for byte.
+pub fn http_client(cfg: &EsConfig) -> Result<reqwest::Client, EsSetupError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .no_gzip()
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = read_ca(cfg)? {
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| EsSetupError::Ca {
+            path: cfg
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        builder = builder
+            .add_root_certificate(cert)
+            .tls_built_in_root_certs(false);
+    }
+    builder
+        .build()
+        .map_err(|e| EsSetupError::Client(e.to_string()))
+}
+
+/// The `Authorization` header value for the configured credentials, if any.
+pub fn authorization(cfg: &EsConfig) -> Option<String> {
+    use base64_engine::encode;
+    match &cfg.credentials {
+        Some(EsCredentials::Basic { username, password }) => Some(format!(
+            "Basic {}",
+            encode(format!("{username}:{}", password.expose()).as_bytes())
+        )),
+        Some(EsCredentials::ApiKey(key)) => Some(format!("ApiKey {}", key.expose())),
+        None => None,
+    }
+}
+
+mod base64_engine {
+    use base64::Engine;
+    pub fn encode(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
