@@ -7,9 +7,9 @@
 # published to Maven Central for 8.x (see tests/README.md).
 VIGIL_ES_DEFAULT_VERSION=8.19.21
 # sha512 of org.elasticsearch.distribution.integ-test-zip:elasticsearch:8.19.21:zip
-# (as published next to it on Maven Central: elasticsearch-8.19.21.zip.sha512).
+# (as published beside it on Maven Central: elasticsearch-8.19.21.zip.sha512).
 VIGIL_ES_DEFAULT_SHA512=cf6b0a93860d329937ae7f913ec5073b0c726c77639764b93fc83a304aa1dd9d4defcfa2849948eea3b0b47c2065f994908603939fc2a4774c9c4d868c5ec1dd
-VIGIL_ES_GROUP_PATH=org/elasticsearch/distribution/integ-test-zip/elasticsearch
+VIGIL_ES_GROUP=org.elasticsearch.distribution.integ-test-zip
 VIGIL_ES_USER_DEFAULT=vigil-es
 VIGIL_ES_DEFAULT_PASSWORD=vigil-test-password
 
