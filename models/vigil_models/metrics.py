@@ -66,7 +66,7 @@ def summary(y, p) -> dict:
     }
 
 
-def markdown_metrics(s: dict, reliability: bool = True) -> str:
+def markdown_metrics(s: dict, reliability: bool = True, split: str = "validation") -> str:
     out = [
         f"- rows: {s['n']} ({s['positives']} positive)",
         f"- ROC-AUC: {s['roc_auc']:.4f}",
@@ -81,7 +81,7 @@ def markdown_metrics(s: dict, reliability: bool = True) -> str:
                    f"{a['precision']:.3f} | {a['tp']} | {a['fp']} | {a['negatives']} |")
     if not reliability:
         return "\n".join(out)
-    out += ["", "Reliability (validation):", "", "| score bin | rows | mean score | observed positive rate |",
+    out += ["", f"Reliability ({split}):", "", "| score bin | rows | mean score | observed positive rate |",
             "|---|---|---|---|"]
     for r in s["reliability"]:
         out.append(f"| {r['bin']} | {r['n']} | {r['mean_score']:.3f} | {r['observed_rate']:.3f} |")
