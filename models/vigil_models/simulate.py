@@ -287,7 +287,7 @@ def _password_spray(users, start, days, rng, cid) -> list[dict]:
     net = _hosting(rng, asns=[14061, 16276, 24940, 20473, 51167, 9009])
     ua = TOOLS[int(rng.integers(len(TOOLS)))] if rng.random() < 0.6 else _browser(rng, False)
     targets = [u for u in users if not u.service]
-    k = int(rng.integers(25, min(80, len(targets)) + 1))
+    k = int(rng.integers(min(25, len(targets)), min(80, len(targets)) + 1))
     idx = rng.choice(len(targets), size=k, replace=False)
     out = []
     for rnd in range(int(rng.integers(1, 3))):

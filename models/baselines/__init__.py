@@ -1,0 +1,1 @@
+"""Baselines the sidecar is benchmarked against."""
