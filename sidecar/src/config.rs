@@ -42,6 +42,16 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     elasticsearch: RawElasticsearch,
+    #[serde(default)]
+    bulk: RawBulk,
+    #[serde(default)]
+    routes: Option<Vec<crate::route::RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBulk {
+    on_scoring_failure: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,7 +125,11 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "timeout_ms",
         ],
     ),
+    ("bulk", &["on_scoring_failure"]),
 ];
+
+/// Keys of each `[[routes]]` entry.
+const ROUTE_KEYS: &[&str] = &["indices", "model", "when"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -124,6 +138,22 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub auth: AuthConfig,
     pub elasticsearch: EsConfig,
+    pub bulk: BulkConfig,
+    pub routes: crate::route::Routes,
+}
+
+#[derive(Debug, Clone)]
+pub struct BulkConfig {
+    pub on_scoring_failure: ScoringFailure,
+}
+
+/// What happens to a document whose scoring fails on the drop-in path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoringFailure {
+    /// Forward it unscored with a `vigil.error` marker (fail-open, the default).
+    Forward,
+    /// Return it to the caller as a failed item (fail-closed).
+    Reject,
 }
 
 /// How Vigil reaches Elasticsearch (forwarding, setup, rules, warm start).
@@ -223,6 +253,24 @@ impl Config {
 fn unknown_keys(table: &toml::Table) -> Vec<String> {
     let mut errors = Vec::new();
     for (section, value) in table {
+        if section == "routes" {
+            match value.as_array() {
+                Some(routes) => {
+                    for (i, route) in routes.iter().enumerate() {
+                        match route.as_table() {
+                            Some(t) => errors.extend(
+                                t.keys()
+                                    .filter(|k| !ROUTE_KEYS.contains(&k.as_str()))
+                                    .map(|k| format!("unknown key [routes[{i}].{k}]")),
+                            ),
+                            None => errors.push(format!("routes[{i}] must be a table")),
+                        }
+                    }
+                }
+                None => errors.push("[routes] must be an array of tables ([[routes]])".into()),
+            }
+            continue;
+        }
         match SCHEMA.iter().find(|(name, _)| name == section) {
             None => errors.push(format!("unknown section [{section}]")),
             Some((_, keys)) => {
@@ -328,6 +376,23 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
     }
 
     let elasticsearch = validate_es(raw.elasticsearch, &mut errors);
+    let on_scoring_failure = match raw.bulk.on_scoring_failure.as_deref() {
+        None | Some("forward") => ScoringFailure::Forward,
+        Some("reject") => ScoringFailure::Reject,
+        Some(other) => {
+            errors.push(format!(
+                "bulk.on_scoring_failure [{other}] must be forward or reject"
+            ));
+            ScoringFailure::Forward
+        }
+    };
+    let routes = match crate::route::Routes::compile(raw.routes.as_deref().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.extend(e);
+            crate::route::Routes::default()
+        }
+    };
 
     if errors.is_empty() {
         Ok(Config {
@@ -344,6 +409,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             scoring: ScoringConfig { threads, explain },
             auth: AuthConfig { tokens, required },
             elasticsearch: elasticsearch.expect("no errors"),
+            bulk: BulkConfig { on_scoring_failure },
+            routes,
         })
     } else {
         Err(errors)

@@ -12,6 +12,7 @@
 //! - [`enrich`]: results are written into the document in the Elasticsearch `inference` shape.
 //! - [`http`]: the axum surface: scoring API, KServe v2, model admin, Elasticsearch-shaped errors.
 //! - [`startup`]: builds the application and binds it.
+pub mod bulk;
 pub mod bundle;
 pub mod config;
 pub mod enrich;
@@ -19,7 +20,11 @@ pub mod es;
 pub mod explain;
 pub mod features;
 pub mod fields;
+pub mod forward;
 pub mod http;
 pub mod inference;
+pub mod merge;
+pub mod rewrite;
+pub mod route;
 pub mod score;
 pub mod startup;

@@ -45,9 +45,12 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot bind {}", config.server.listen))?;
+        let upstream =
+            crate::forward::Upstream::new(&config.elasticsearch, !config.auth.tokens.is_empty())
+                .context("cannot set up the Elasticsearch upstream")?;
         Ok(Application {
             listener,
-            state: AppState::new(registry, config),
+            state: AppState::new(registry, config, Some(Arc::new(upstream))),
             _watcher: watcher,
         })
     }

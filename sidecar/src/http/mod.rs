@@ -6,6 +6,7 @@
 //! workers never stall on CPU work.
 
 pub mod auth;
+pub mod bulk;
 pub mod error;
 pub mod kserve;
 pub mod models;
@@ -30,14 +31,21 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Permits for CPU-bound scoring jobs.
     pub cpu: Arc<Semaphore>,
+    /// Elasticsearch behind the drop-in endpoint.
+    pub upstream: Option<Arc<crate::forward::Upstream>>,
 }
 
 impl AppState {
-    pub fn new(registry: Arc<ModelRegistry>, config: Arc<Config>) -> Self {
+    pub fn new(
+        registry: Arc<ModelRegistry>,
+        config: Arc<Config>,
+        upstream: Option<Arc<crate::forward::Upstream>>,
+    ) -> Self {
         AppState {
             cpu: Arc::new(Semaphore::new(config.scoring.threads)),
             registry,
             config,
+            upstream,
         }
     }
 
@@ -68,6 +76,23 @@ pub fn router(state: AppState) -> Router {
         .route("/_vigil/health/live", get(models::live))
         .route("/_vigil/health/ready", get(models::ready))
         .merge(kserve::routes())
+        .route("/_bulk", post(bulk::bulk_default).put(bulk::bulk_default))
+        .route(
+            "/{index}/_bulk",
+            post(bulk::bulk_index).put(bulk::bulk_index),
+        )
+        .route("/{index}/_doc", post(bulk::single_doc))
+        .route(
+            "/{index}/_doc/{id}",
+            post(bulk::single_doc)
+                .put(bulk::single_doc)
+                .fallback(bulk::proxy),
+        )
+        .route(
+            "/{index}/_create/{id}",
+            post(bulk::single_doc).put(bulk::single_doc),
+        )
+        .fallback(bulk::proxy)
         .with_state(state)
         .layer(middleware::from_fn_with_state(inflight, overload_guard))
         .layer(middleware::from_fn_with_state(tokens, auth::require_token))

@@ -93,3 +93,49 @@ pub fn config_for(models: &[&Path], extra: &str) -> String {
         paths.join(", ")
     )
 }
+
+/// The test Elasticsearch (started by `tests/elasticsearch/start`). Tests that need it fail,
+/// never skip, when it is not there.
+pub fn es_url() -> String {
+    std::env::var("VIGIL_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".to_string())
+}
+
+pub async fn require_es() -> String {
+    let url = es_url();
+    let ok = reqwest::get(format!(
+        "{url}/_cluster/health?wait_for_status=yellow&timeout=30s"
+    ))
+    .await
+    .map(|r| r.status().is_success())
+    .unwrap_or(false);
+    assert!(
+        ok,
+        "no Elasticsearch at {url}: run tests/elasticsearch/start (or set VIGIL_TEST_ES_URL)"
+    );
+    url
+}
+
+/// A unique, lowercase index name for one test.
+pub fn unique_index(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Vigil in front of the test Elasticsearch, scoring with the given bundles and routes.
+pub async fn drop_in(models: &[&Path], extra: &str) -> TestApp {
+    let es = require_es().await;
+    TestApp::spawn(&format!(
+        "{}\n[elasticsearch]\nurl = \"{es}\"\n",
+        config_for(models, extra)
+    ))
+    .await
+}

@@ -1,0 +1,411 @@
+//! Parsing a `_bulk` body: NDJSON lines become items, split over the request's `Bytes` without
+//! copying. Lines that will be forwarded untouched stay byte for byte as the caller sent them.
+//!
+//! Bad lines are per-item failures in their place (a value, not an abort): an unparsable action
+//! line, an unknown action, a source line that is not a JSON object, a missing index. Only a body
+//! that breaks the framing itself (no trailing newline, empty) fails the whole request, exactly
+//! as Elasticsearch does.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpType {
+    Index,
+    Create,
+    Update,
+    Delete,
+}
+
+impl OpType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpType::Index => "index",
+            OpType::Create => "create",
+            OpType::Update => "update",
+            OpType::Delete => "delete",
+        }
+    }
+
+    fn parse(s: &str) -> Option<OpType> {
+        match s {
+            "index" => Some(OpType::Index),
+            "create" => Some(OpType::Create),
+            "update" => Some(OpType::Update),
+            "delete" => Some(OpType::Delete),
+            _ => None,
+        }
+    }
+
+    /// Whether a source line follows the action line.
+    pub fn has_source(self) -> bool {
+        !matches!(self, OpType::Delete)
+    }
+}
+
+/// One well-formed bulk item.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub op: OpType,
+    /// The action line as received (without its newline).
+    pub action_line: Bytes,
+    /// The index the item targets (from its metadata or the request path).
+    pub index: String,
+    pub id: Option<String>,
+    /// The source line as received, for index/create/update.
+    pub source_line: Option<Bytes>,
+}
+
+/// A failure that belongs to one item, reported in its place in the response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemError {
+    pub op: &'static str,
+    pub index: Option<String>,
+    pub id: Option<String>,
+    pub status: u16,
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl ItemError {
+    /// The response item, in Elasticsearch's shape.
+    pub fn to_item(&self) -> Value {
+        json!({ self.op: {
+            "_index": self.index,
+            "_id": self.id,
+            "status": self.status,
+            "error": {"type": self.kind, "reason": self.reason},
+        }})
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Item(Item),
+    Failed(ItemError),
+}
+
+/// Failures of the request as a whole.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BulkError {
+    #[error("request body is required")]
+    Empty,
+    #[error("The bulk request must be terminated by a newline [\\n]")]
+    NoTrailingNewline,
+}
+
+/// Splits `body` into entries. `default_index` comes from `/{index}/_bulk`.
+pub fn parse(body: &Bytes, default_index: Option<&str>) -> Result<Vec<Entry>, BulkError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BulkError::Empty);
+    }
+    if body.last() != Some(&b'\n') {
+        return Err(BulkError::NoTrailingNewline);
+    }
+    let lines: Vec<(Bytes, usize)> = split_lines(body);
+    let mut entries = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let (line, number) = &lines[i];
+        i += 1;
+        match parse_action(line, *number, default_index) {
+            Ok((op, index, id)) => {
+                let source_line = if op.has_source() {
+                    match lines.get(i) {
+                        Some((source, _)) => {
+                            i += 1;
+                            Some(source.clone())
+                        }
+                        None => {
+                            entries.push(Entry::Failed(ItemError {
+                                op: op.as_str(),
+                                index: Some(index),
+                                id,
+                                status: 400,
+                                kind: "action_request_validation_exception",
+                                reason: format!(
+                                    "the [{}] action on line {number} has no source line",
+                                    op.as_str()
+                                ),
+                            }));
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Some(error) = source_line
+                    .as_ref()
+                    .and_then(|s| check_source(op, s, &index, &id, number + 1))
+                {
+                    entries.push(Entry::Failed(error));
+                    continue;
+                }
+                if index.is_empty() {
+                    entries.push(Entry::Failed(ItemError {
+                        op: op.as_str(),
+                        index: None,
+                        id,
+                        status: 400,
+                        kind: "action_request_validation_exception",
+                        reason: format!("Validation Failed: 1: index is missing (line {number});"),
+                    }));
+                    continue;
+                }
+                entries.push(Entry::Item(Item {
+                    op,
+                    action_line: line.clone(),
+                    index,
+                    id,
+                    source_line,
+                }));
+            }
+            Err(error) => {
+                // Without a readable action we cannot know whether a source line follows: the
+                // next line is taken as this item's source unless it reads as an action itself.
+                if let Some((next, next_number)) = lines.get(i) {
+                    if parse_action(next, *next_number, default_index).is_err() {
+                        i += 1;
+                    }
+                }
+                entries.push(Entry::Failed(error));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Non-blank lines with their 1-based line numbers; `\r\n` is tolerated.
+fn split_lines(body: &Bytes) -> Vec<(Bytes, usize)> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for (number, end) in memchr_iter(body).enumerate() {
+        let mut line_end = end;
+        if line_end > start && body[line_end - 1] == b'\r' {
+            line_end -= 1;
+        }
+        let line = body.slice(start..line_end);
+        start = end + 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push((line, number + 1));
+        }
+    }
+    lines
+}
+
+fn memchr_iter(body: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    body.iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
+}
+
+fn failed(op: &'static str, number: usize, kind: &'static str, reason: String) -> ItemError {
+    ItemError {
+        op,
+        index: None,
+        id: None,
+        status: 400,
+        kind,
+        reason: format!("line {number}: {reason}"),
+    }
+}
+
+/// Reads an action line: `{"<op>": {"_index": .., "_id": .., ...}}`.
+fn parse_action(
+    line: &Bytes,
+    number: usize,
+    default_index: Option<&str>,
+) -> Result<(OpType, String, Option<String>), ItemError> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| {
+        failed(
+            "index",
+            number,
+            "x_content_parse_exception",
+            format!("malformed action/metadata line: {e}"),
+        )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(failed(
+            "index",
+            number,
+            "illegal_argument_exception",
+            "Malformed action/metadata line, expected START_OBJECT".into(),
+        ));
+    };
+    let mut keys = map.iter();
+    let (Some((name, meta)), None) = (keys.next(), keys.next()) else {
+        return Err(failed(
+            "index",
+            number,
+            "illegal_argument_exception",
+            format!(
+                "Malformed action/metadata line, expected exactly one action but found {}",
+                map.len()
+            ),
+        ));
+    };
+    let op = OpType::parse(name).ok_or_else(|| {
+        failed(
+            "index",
+            number,
+            "illegal_argument_exception",
+            format!(
+                "Malformed action/metadata line, expected one of [create, delete, index, update] but found [{name}]"
+            ),
+        )
+    })?;
+    let Value::Object(meta) = meta else {
+        return Err(failed(
+            op.as_str(),
+            number,
+            "illegal_argument_exception",
+            format!("Malformed action/metadata line, [{name}] must hold an object"),
+        ));
+    };
+    let index = match meta.get("_index") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(failed(
+                op.as_str(),
+                number,
+                "illegal_argument_exception",
+                "[_index] must be a string".into(),
+            ))
+        }
+        None => default_index.unwrap_or("").to_string(),
+    };
+    let id = match meta.get("_id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Null) | None => None,
+        Some(_) => {
+            return Err(failed(
+                op.as_str(),
+                number,
+                "illegal_argument_exception",
+                "[_id] must be a string".into(),
+            ))
+        }
+    };
+    Ok((op, index, id))
+}
+
+/// Index/create sources must be JSON objects; update bodies are checked by Elasticsearch.
+fn check_source(
+    op: OpType,
+    source: &Bytes,
+    index: &str,
+    id: &Option<String>,
+    number: usize,
+) -> Option<ItemError> {
+    if op == OpType::Update {
+        return None;
+    }
+    let error = |kind: &'static str, reason: String| ItemError {
+        op: op.as_str(),
+        index: Some(index.to_string()).filter(|s| !s.is_empty()),
+        id: id.clone(),
+        status: 400,
+        kind,
+        reason: format!("line {number}: {reason}"),
+    };
+    match serde_json::from_slice::<Map<String, Value>>(source) {
+        Ok(_) => None,
+        Err(e) if e.is_data() => Some(error(
+            "document_parsing_exception",
+            format!("the document source must be a JSON object: {e}"),
+        )),
+        Err(e) => Some(error(
+            "document_parsing_exception",
+            format!("failed to parse the document source: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn ops(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                Entry::Item(i) => format!("{}:{}", i.op.as_str(), i.index),
+                Entry::Failed(f) => format!("ERR:{}", f.kind),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairs_actions_with_sources_and_keeps_bytes() {
+        let b = body(
+            "{\"index\":{\"_index\":\"a\",\"_id\":\"1\"}}\n{\"x\": 1}\r\n{\"delete\":{\"_index\":\"a\",\"_id\":\"2\"}}\n\n{\"create\":{}}\n{\"y\":2}\n{\"update\":{\"_id\":\"3\"}}\n{\"doc\":{\"z\":3}}\n",
+        );
+        let entries = parse(&b, Some("dflt")).unwrap();
+        assert_eq!(
+            ops(&entries),
+            ["index:a", "delete:a", "create:dflt", "update:dflt"]
+        );
+        let Entry::Item(first) = &entries[0] else {
+            panic!()
+        };
+        assert_eq!(&first.source_line.as_ref().unwrap()[..], b"{\"x\": 1}");
+        assert_eq!(first.id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn bad_lines_fail_in_place_and_the_rest_proceeds() {
+        let b = body(concat!(
+            "{\"index\":{\"_index\":\"a\"}}\n{not json}\n",
+            "{\"upsert\":{}}\n{\"x\":1}\n",
+            "{broken action\n{\"x\":1}\n",
+            "{\"index\":{\"_index\":\"a\"}}\n[1,2]\n",
+            "{\"index\":{}}\n{\"x\":1}\n",
+            "{\"index\":{\"_index\":\"a\"}}\n{\"ok\":true}\n",
+        ));
+        let entries = parse(&b, None).unwrap();
+        assert_eq!(
+            ops(&entries),
+            [
+                "ERR:document_parsing_exception",
+                "ERR:illegal_argument_exception",
+                "ERR:x_content_parse_exception",
+                "ERR:document_parsing_exception",
+                "ERR:action_request_validation_exception",
+                "index:a",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_action_followed_by_an_action_does_not_swallow_it() {
+        let b = body("{oops\n{\"delete\":{\"_index\":\"a\",\"_id\":\"1\"}}\n");
+        let entries = parse(&b, None).unwrap();
+        assert_eq!(ops(&entries), ["ERR:x_content_parse_exception", "delete:a"]);
+    }
+
+    #[test]
+    fn framing_errors_fail_the_request() {
+        assert_eq!(
+            parse(&body("{\"index\":{}}\n{}"), Some("a")).unwrap_err(),
+            BulkError::NoTrailingNewline
+        );
+        assert_eq!(parse(&body("\n \n"), None).unwrap_err(), BulkError::Empty);
+        let entries = parse(&body("{\"index\":{\"_index\":\"a\"}}\n"), None).unwrap();
+        assert_eq!(ops(&entries), ["ERR:action_request_validation_exception"]);
+    }
+
+    #[test]
+    fn non_utf8_is_a_per_item_error() {
+        let mut raw = b"{\"index\":{\"_index\":\"a\"}}\n{\"x\":\"".to_vec();
+        raw.extend_from_slice(&[0xff, 0xfe]);
+        raw.extend_from_slice(b"\"}\n");
+        let entries = parse(&Bytes::from(raw), None).unwrap();
+        assert_eq!(ops(&entries), ["ERR:document_parsing_exception"]);
+    }
+}

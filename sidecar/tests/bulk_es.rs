@@ -1,0 +1,326 @@
+//! The drop-in `_bulk` endpoint against the real test Elasticsearch: item-for-item answers,
+//! scores landing in the indexed documents, bad lines failing in place, nothing lost.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ROUTES: &str = "[[routes]]\nmodel = \"logreg_binary\"\nwhen = { exists = [\"features\"] }\n";
+
+async fn vigil(extra_bulk: &str) -> TestApp {
+    drop_in(
+        &[&bundle("logreg_binary")],
+        &format!("\n{extra_bulk}\n{ROUTES}"),
+    )
+    .await
+}
+
+fn ndjson(lines: &[Value]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+async fn bulk(app: &TestApp, path: &str, body: String) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url(path))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap())
+}
+
+async fn search(index: &str, query: &str) -> Value {
+    reqwest::get(format!("{}/{index}/_search?q={query}&size=100", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn total(v: &Value) -> u64 {
+    v["hits"]["total"]["value"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn bulk_answers_item_for_item_and_scores_land_in_elasticsearch() {
+    let app = vigil("").await;
+    let index = unique_index("vigil-bulk");
+    let body = ndjson(&[
+        json!({"index": {"_index": index, "_id": "good"}}),
+        json!({"features": {"f0": 1.5}, "message": "scored"}),
+        json!({"index": {"_index": index, "_id": "plain"}}),
+        json!({"message": "no features: not routed, forwarded byte for byte"}),
+        json!({"create": {"_index": index, "_id": "typo"}}),
+        json!({"features": {"f1": "twelve"}}),
+        json!({"delete": {"_index": index, "_id": "absent"}}),
+        json!({"update": {"_index": index, "_id": "good"}}),
+        json!({"doc": {"tag": "updated"}}),
+    ]) + "{\"index\":{\"_index\":\""
+        + &index
+        + "\"}}\n{not json}\n";
+    let (status, headers, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(headers["x-elastic-product"], "Elasticsearch");
+    let items = out["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "{out}");
+    assert_eq!(items[0]["index"]["status"], 201);
+    assert_eq!(items[1]["index"]["status"], 201);
+    // Fail-open: the document with a bad feature is indexed unscored, with a marker.
+    assert_eq!(items[2]["create"]["status"], 201);
+    assert_eq!(items[3]["delete"]["status"], 404);
+    assert_eq!(items[4]["update"]["status"], 200);
+    assert_eq!(items[5]["index"]["status"], 400);
+    assert_eq!(
+        items[5]["index"]["error"]["type"],
+        "document_parsing_exception"
+    );
+    assert_eq!(out["errors"], true);
+
+    let good: Value = reqwest::get(format!("{}/{index}/_doc/good", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let result = &good["_source"]["ml"]["inference"]["logreg_binary"];
+    assert!(result["score"].as_f64().is_some(), "{good}");
+    assert_eq!(result["model_version"], "1.0.0");
+    assert_eq!(good["_source"]["tag"], "updated");
+    let typo: Value = reqwest::get(format!("{}/{index}/_doc/typo", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        typo["_source"]["vigil"]["error"]["type"],
+        "feature_extraction_exception"
+    );
+    assert!(typo["_source"].get("ml").is_none());
+    let plain: Value = reqwest::get(format!("{}/{index}/_doc/plain", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain["_source"],
+        json!({"message": "no features: not routed, forwarded byte for byte"})
+    );
+    // Sent = indexed + reported failed: 4 documents written, 1 failed line, and nothing else.
+    assert_eq!(total(&search(&index, "*").await), 3);
+}
+
+#[tokio::test]
+async fn fail_closed_returns_the_document_as_a_failed_item() {
+    let app = drop_in(
+        &[&bundle("logreg_binary")],
+        &format!("\n[bulk]\non_scoring_failure = \"reject\"\n{ROUTES}"),
+    )
+    .await;
+    let index = unique_index("vigil-closed");
+    let body = ndjson(&[
+        json!({"index": {"_index": index, "_id": "1"}}),
+        json!({"features": {"f1": "twelve"}}),
+        json!({"index": {"_index": index, "_id": "2"}}),
+        json!({"features": {"f1": 12}}),
+    ]);
+    let (status, _, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(out["items"][0]["index"]["status"], 400);
+    assert_eq!(
+        out["items"][0]["index"]["error"]["type"],
+        "feature_extraction_exception"
+    );
+    assert_eq!(out["items"][0]["index"]["_id"], "1");
+    assert_eq!(out["items"][1]["index"]["status"], 201);
+    assert_eq!(total(&search(&index, "*").await), 1);
+}
+
+#[tokio::test]
+async fn index_path_gzip_filter_path_and_query_parameters_pass_through() {
+    use std::io::Write;
+    let app = vigil("").await;
+    let index = unique_index("vigil-gz");
+    let body = ndjson(&[
+        json!({"create": {"_id": "1"}}),
+        json!({"features": {"f0": 2}}),
+        json!({"create": {"_id": "1"}}),
+        json!({"features": {"f0": 2}}),
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.as_bytes()).unwrap();
+    let r = reqwest::Client::new()
+        .post(app.url(&format!(
+            "/{index}/_bulk?refresh=wait_for&filter_path=errors,items.*.error,items.*.status"
+        )))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out: Value = r.json().await.unwrap();
+    assert_eq!(
+        out["items"][0],
+        json!({"create": {"status": 201}}),
+        "filter_path keeps only status and error: {out}"
+    );
+    assert_eq!(out["items"][1]["create"]["status"], 409);
+    assert!(out.get("took").is_none());
+    assert_eq!(total(&search(&index, "*").await), 1);
+}
+
+#[tokio::test]
+async fn single_document_endpoints_score_too() {
+    let app = vigil("").await;
+    let index = unique_index("vigil-doc");
+    let client = reqwest::Client::new();
+    let r = client
+        .put(app.url(&format!("/{index}/_doc/one?refresh=true")))
+        .json(&json!({"features": {"f0": 0.5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .put(app.url(&format!("/{index}/_create/one?refresh=true")))
+        .json(&json!({"features": {"f0": 0.5}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        409,
+        "create of an existing id conflicts, as in Elasticsearch"
+    );
+    let r = client
+        .post(app.url(&format!("/{index}/_doc?refresh=true")))
+        .json(&json!({"features": {"f0": 3}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let got: Value = client
+        .get(app.url(&format!("/{index}/_doc/one")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        got["_source"]["ml"]["inference"]["logreg_binary"]["score"].is_f64(),
+        "{got}"
+    );
+    assert_eq!(
+        total(&search(&index, "_exists_:ml.inference.logreg_binary.score").await),
+        2
+    );
+    let bad = client
+        .post(app.url(&format!("/{index}/_doc")))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn other_requests_are_proxied_transparently() {
+    let app = vigil("").await;
+    let client = reqwest::Client::new();
+    let r = client.get(app.url("/_cat/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(app.url("/_license")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-elastic-product"], "Elasticsearch");
+    let license: Value = r.json().await.unwrap();
+    assert!(license["license"]["status"].is_string());
+    let index = unique_index("vigil-proxy");
+    let r = client
+        .put(app.url(&format!("/{index}")))
+        .json(&json!({"settings": {"number_of_replicas": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .head(app.url(&format!("/{index}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(app.url("/no-such-index-xyz/_search"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "Elasticsearch's own error status is relayed"
+    );
+}
+
+#[tokio::test]
+async fn framing_errors_and_oversized_bodies_fail_the_request_precisely() {
+    let app = drop_in(
+        &[&bundle("logreg_binary")],
+        &format!("max_body_bytes = 2048\n{ROUTES}"),
+    )
+    .await;
+    let (s, _, out) = bulk(&app, "/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{}".into()).await;
+    assert_eq!(s, 400);
+    assert!(out["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("terminated by a newline"));
+    let (s, _, out) = bulk(
+        &app,
+        "/_bulk",
+        format!("{{\"index\":{{}}}}\n{{\"p\":\"{}\"}}\n", "x".repeat(4000)),
+    )
+    .await;
+    assert_eq!(s, 413, "{out}");
+    let r = reqwest::Client::new()
+        .post(app.url("/_bulk"))
+        .header("content-encoding", "gzip")
+        .body("definitely not gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let out: Value = r.json().await.unwrap();
+    assert!(out["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invalid compressed body"));
+}
+
+#[tokio::test]
+async fn elasticsearch_unreachable_answers_503_so_callers_retry() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = TestApp::spawn(&format!(
+        "{}\n[elasticsearch]\nurl = \"http://127.0.0.1:{port}\"\n",
+        config_for(&[&bundle("logreg_binary")], "")
+    ))
+    .await;
+    let (s, _, out) = bulk(
+        &app,
+        "/_bulk",
+        ndjson(&[json!({"index": {"_index": "x"}}), json!({"a": 1})]),
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert_eq!(out["error"]["type"], "connect_exception");
+}
