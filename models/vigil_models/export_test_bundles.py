@@ -1,6 +1,6 @@
 """Writes the test bundles the sidecar's parity tests read (`sidecar/tests/bundles/<name>/`).
 
-    cd models && ../.venv/bin/python -m vigil_models.export_test_bundles --out ../sidecar/tests/bundles
+    cd models && ../.venv/bin/python -m vigil_models.export_test_bundles   # --out ../sidecar/tests/bundles
 
 Deterministic (fixed seeds, single-threaded native predictions); re-running gives the same files.
 Synthetic data: 32 numeric features f0..f31 read from `{"features": {"f0": …}}`; about 40% of
@@ -556,7 +556,8 @@ BUNDLES = {
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="../sidecar/tests/bundles")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "sidecar" / "tests" / "bundles"),
+                    help="output folder (default: <repo>/sidecar/tests/bundles)")
     ap.add_argument("--only", nargs="*", help="bundle names (default: all)")
     args = ap.parse_args(argv)
     out = Path(args.out)
