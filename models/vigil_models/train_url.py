@@ -236,7 +236,7 @@ Bundle written by `models/vigil_models/train_url.py` (deterministic):
 - **Phishing and legitimate URLs**: A. Hannousse, S. Yahiouche, "Web page phishing detection",
   Mendeley Data V3 (2021), doi:10.17632/c2gw7fy2j4.3, **CC BY 4.0**. A subset of {n:,} distinct
   URLs ({n_pos:,} phishing, {n - n_pos:,} legitimate), collected around 2020 from phishing feeds
-  (PhishTank, OpenPhish…) and search results. Copied unmodified to `models/data/phishing-urls/urls.csv`.
+  and search results. Copied unmodified to `models/data/phishing-urls/urls.csv`.
 - **Popular domains**: "Majestic Million, Majestic-12 Ltd", **CC BY 3.0**; the top 15,000
   domains (`models/data/benign-domains/`), shipped lowercased as `top_domains.txt` for the
   `top_domain` feature. Popular is not the same as clean: shorteners and free hosting appear.
