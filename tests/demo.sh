@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults, end to end on this machine:
+#   a local Elasticsearch → Vigil in front of it (shipped models, default routes) → the bundled
+#   sample events sent through _bulk → a summary of what was scored and why.
+#   make demo
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+VIGIL_PORT=${VIGIL_DEMO_PORT:-9280}
+VIGIL="http://127.0.0.1:$VIGIL_PORT"
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "building vigil"
+cargo build --release --locked -q
+BIN=$REPO/target/release/vigil
+
+say "starting Elasticsearch"
+ES_URL=$(tests/elasticsearch/start)
+echo "$ES_URL"
+
+say "starting vigil on $VIGIL (embedded defaults: models/ and default routes)"
+LOG=$(mktemp /tmp/vigil-demo.XXXXXX.log)
+VIGIL_ES_URL=$ES_URL VIGIL_LISTEN=127.0.0.1:$VIGIL_PORT "$BIN" serve >"$LOG" 2>&1 &
+VIGIL_PID=$!
+trap 'kill $VIGIL_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "$VIGIL/_vigil/health/ready" >/dev/null 2>&1 && break
+  kill -0 $VIGIL_PID 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.2
+done
+curl -sf "$VIGIL/_vigil/models" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for m in r["models"]:
+    print(f"  {m[\"name\"]} {m[\"version\"]}: {len(m[\"features\"])} features, {m[\"engine\"]}, explanations {m[\"explanation\"][\"method\"]}")
+for x in r["refused"]:
+    print(f"  REFUSED {x[\"dir\"]}: {x[\"reason\"]}")
+'
+
+say "sending the sample events through $VIGIL/_bulk"
+for sample in auth-events urls; do
+  index="vigil-demo-$sample"
+  curl -s -XDELETE "$ES_URL/$index" >/dev/null
+  python3 - "$REPO/models/samples/$sample.ndjson" "$index" >"/tmp/vigil-demo-$sample.bulk" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.strip():
+        print(json.dumps({"create": {"_index": sys.argv[2]}}))
+        print(line.strip())
+PY
+  curl -sf -XPOST "$VIGIL/_bulk?refresh=true&filter_path=errors,items.*.status" \
+    -H 'content-type: application/x-ndjson' --data-binary "@/tmp/vigil-demo-$sample.bulk" |
+    python3 -c 'import json,sys,collections; r=json.load(sys.stdin); c=collections.Counter(list(i.values())[0]["status"] for i in r["items"]); print(f"  '"$sample"': {sum(c.values())} sent, statuses {dict(c)}")'
+done
+
+say "what was scored (read back from Elasticsearch)"
+python3 - "$ES_URL" <<'PY'
+import json, sys, urllib.request
+es = sys.argv[1]
+def search(index, body):
+    req = urllib.request.Request(f"{es}/{index}/_search", json.dumps(body).encode(),
+                                 {"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+for index, model, show in [("vigil-demo-auth-events", "login-risk", lambda s: f'{s["user"]["name"]} from {s["source"]["geo"].get("country_iso_code")} AS{s["source"]["as"]["number"]} ({s["event"]["outcome"]})'),
+                           ("vigil-demo-urls", "url-phishing", lambda s: s["url"]["original"][:70])]:
+    field = f"ml.inference.{model}"
+    total = search(index, {"size": 0, "track_total_hits": True})["hits"]["total"]["value"]
+    scored = search(index, {"size": 0, "query": {"exists": {"field": f"{field}.score"}}})["hits"]["total"]["value"]
+    flagged = search(index, {"size": 0, "query": {"range": {f"{field}.score": {"gte": 0.5}}}})["hits"]["total"]["value"]
+    print(f"\n{index}: {total} documents, {scored} scored by {model}, {flagged} with score >= 0.5")
+    top = search(index, {"size": 5, "sort": [{f"{field}.score": "desc"}], "query": {"exists": {"field": f"{field}.score"}}})
+    for hit in top["hits"]["hits"]:
+        s = hit["_source"]
+        r = s["ml"]["inference"][model]
+        why = ", ".join(f'{f["feature_name"]} {f["importance"]:+.2f}' for f in r.get("feature_importance", [])[:3])
+        truth = (s.get("vigil", {}).get("sim", {}) or {}).get("label") or s.get("labels", {}).get("vigil_truth")
+        print(f"  {r['score']:.3f} {r['predicted_value']:<10} {show(s)}  [truth: {truth}]\n         because {why}")
+PY
+echo
+echo "Elasticsearch keeps running at $ES_URL (stop it with tests/elasticsearch/stop); vigil's log: $LOG"

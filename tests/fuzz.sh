@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for a bounded time (default 30 s each). Needs the nightly toolchain
+# (shipped on the project's machine image) and cargo-fuzz (installed here from crates.io).
+#   tests/fuzz.sh [SECONDS]
+set -euo pipefail
+SECONDS_EACH=${1:-30}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO/sidecar"
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "fuzz: the nightly toolchain is missing (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --version 0.13.1
+fi
+for target in feature_extraction bulk_parse; do
+  echo "fuzz: $target for ${SECONDS_EACH}s"
+  cargo +nightly fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 2>&1 | tail -n 3
+done
+echo "fuzz: no crash in $(( SECONDS_EACH * 2 ))s of fuzzing"

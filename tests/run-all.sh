@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: setup, formatting and lints, Rust unit and integration
+# tests (against a real Elasticsearch started here), Python tests, bounded fuzzing.
+#   make test      (same thing)
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup"
+tests/setup.sh
+
+step "elasticsearch"
+ES_URL=$(tests/elasticsearch/start)
+export VIGIL_TEST_ES_URL=$ES_URL
+trap 'tests/elasticsearch/stop >/dev/null 2>&1 || true' EXIT
+echo "using $ES_URL"
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "rust tests"
+cargo test --workspace --locked 2>&1 | tee /tmp/vigil-cargo-test.log | grep -E '^(test result|running|error|failures:|---- |thread )' || true
+if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/vigil-cargo-test.log; then
+  sed -n '/^failures:/,/^test result/p' /tmp/vigil-cargo-test.log | head -200
+  exit 1
+fi
+passed=$(grep -oE '[0-9]+ passed' /tmp/vigil-cargo-test.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed' /tmp/vigil-cargo-test.log | awk '{s+=$1} END {print s+0}')
+
+step "python tests"
+(cd models && ../.venv/bin/python -m pytest -q)
+
+step "fuzzing (bounded)"
+tests/fuzz.sh "${VIGIL_FUZZ_SECONDS:-30}"
+
+step "summary"
+echo "rust: $passed passed, $failed failed"
