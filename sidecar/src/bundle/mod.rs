@@ -284,6 +284,12 @@ fn build_explainer(
             let Engine::Tree(tree) = engine else {
                 return Err("tree_shap explanations need a tree-ensemble model".into());
             };
+            if tree.ensemble_features() != f {
+                return Err(format!(
+                    "the ensemble reads {} columns after the graph's preprocessing but the manifest declares {f} features; tree_shap needs one column per feature",
+                    tree.ensemble_features()
+                ));
+            }
             let covers = match &m.explanation.covers {
                 Some(file) => {
                     let text = std::fs::read_to_string(dir.join(file))
@@ -299,7 +305,8 @@ fn build_explainer(
                         );
                     }
                     let flat: Vec<f32> = reference.iter().flatten().copied().collect();
-                    TreeShap::covers_from_sample(tree.ensemble(), &flat, reference.len())
+                    let routed = tree.ensemble_rows(&flat, reference.len());
+                    TreeShap::covers_from_sample(tree.ensemble(), &routed, reference.len())
                 }
             };
             Explainer::TreeShap(

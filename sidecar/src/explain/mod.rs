@@ -125,6 +125,14 @@ impl Explainer {
     ) -> Result<Vec<Explanation>, ScoreError> {
         match self {
             Explainer::TreeShap(shap) => {
+                let Engine::Tree(tree) = engine else {
+                    return Err(ScoreError::Model(
+                        "tree_shap explanations need the tree-ensemble engine".into(),
+                    ));
+                };
+                // Explain the rows as the ensemble reads them (after the graph's casts and
+                // imputers); the bundle check guarantees one ensemble column per feature.
+                let rows = tree.ensemble_rows(rows, n);
                 let cols = shap.n_margins();
                 let width = n_features + 1;
                 let mut buf = vec![0.0f64; cols * width];

@@ -1,25 +1,639 @@
-//! Placeholder for exact TreeSHAP (being written on the `tree-evaluator` branch).
+//! Exact path-dependent TreeSHAP (Lundberg et al. 2020) in margin space, computed per leaf with
+//! precomputed subset tables (the idea of Fast TreeSHAP v2, Yang 2021).
+//!
+//! For a leaf with value v whose path splits on the unique features U (k = |U|), let z_j be the
+//! product of the cover fractions of the path nodes on feature j, and T the features on which
+//! the row follows every path node. The leaf's Shapley contribution is
+//!   i in T:      v (1 - z_i) Z(U\T) G(T\{i})
+//!   i in U\T:   -v Z(U\T) G(T)
+//! with Z(A) = prod of z over A and G(A) = sum_{S in A} w(|S|, k) prod_{A\S} z, w(s,k) = s!(k-s-1)!/k!.
+//! This is what XGBoost's and LightGBM's recursive algorithm computes (a feature repeated on a
+//! path is merged into one unique feature there too), but it does not depend on the row except
+//! through T. So per leaf we tabulate H(T) = Z(U\T) G(T) for all 2^k subsets once; a row then
+//! costs one pass over the nodes (to find T for every leaf) and O(k) lookups per leaf, instead of
+//! O(k^2) per leaf. Leaves with a long path (k > `MAX_TABLE_K`), a zero cover fraction, or past
+//! the table memory budget are computed directly from the formula (O(k^3), no table).
 
-use crate::score::tree::{TreeEnsemble, TreeError};
+use crate::score::tree::{MarginColumn, NodeKind, TreeEnsemble, TreeError};
 
+/// Largest unique-feature count per leaf that gets a table (2^k f64 each).
+const MAX_TABLE_K: usize = 12;
+/// Total table entries across the ensemble (f64): 8 M = 64 MiB.
+const TABLE_BUDGET: usize = 8 << 20;
+/// u64 masks hold the features of a path.
+const MAX_PATH_FEATURES: usize = 64;
+
+#[derive(Clone, Debug)]
+struct SNode {
+    /// Internal nodes: feature, threshold, mode; leaves: `leaf` is set.
+    feature: u32,
+    threshold: f64,
+    mode: crate::score::tree::NodeMode,
+    missing_true: bool,
+    true_child: u32,
+    false_child: u32,
+    /// Position of this node's feature among the unique features of its path.
+    slot: u8,
+    leaf: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct SLeaf {
+    node: u32,
+    k: u8,
+    /// `feats[f0..f0 + k]`, `zs[..]`, `cs[..]` in slot order.
+    f0: u32,
+    /// Offset of the 2^k table, or `None` for the direct formula.
+    table: Option<usize>,
+    /// `weights[w0..w0 + wn]`: (accumulation column, value).
+    w0: u32,
+    wn: u32,
+}
+
+#[derive(Clone, Debug)]
+struct STree {
+    nodes: Vec<SNode>,
+    leaves: Vec<SLeaf>,
+}
+
+/// Exact TreeSHAP for one ensemble, shareable across threads.
 #[derive(Debug)]
-pub struct TreeShap;
+pub struct TreeShap {
+    n_features: usize,
+    margins: Vec<MarginColumn>,
+    scale: f64,
+    /// Accumulation column -> margin columns reading it.
+    margin_of_column: Vec<Vec<usize>>,
+    expected: Vec<f64>,
+    trees: Vec<STree>,
+    feats: Vec<u32>,
+    zs: Vec<f64>,
+    /// (1 - z) / z, for table lookups.
+    cs: Vec<f64>,
+    weights: Vec<(u32, f64)>,
+    tables: Vec<f64>,
+    /// w(s, k) = s!(k-s-1)!/k!, indexed [k][s].
+    shapley_w: Vec<Vec<f64>>,
+    max_nodes: usize,
+}
+
+fn shapley_weights() -> Vec<Vec<f64>> {
+    let mut fact = vec![1.0f64; MAX_PATH_FEATURES + 2];
+    for i in 1..fact.len() {
+        fact[i] = fact[i - 1] * i as f64;
+    }
+    (0..=MAX_PATH_FEATURES)
+        .map(|k| {
+            (0..k)
+                .map(|s| fact[s] * fact[k - s - 1] / fact[k])
+                .collect()
+        })
+        .collect()
+}
+
+/// Elementary symmetric polynomials e_0..e_len of `z`.
+fn elementary(z: impl Iterator<Item = f64>, e: &mut Vec<f64>) {
+    e.clear();
+    e.push(1.0);
+    for v in z {
+        e.push(0.0);
+        for m in (1..e.len()).rev() {
+            e[m] += v * e[m - 1];
+        }
+    }
+}
+
+/// G(A) = sum_s w(s,k) e_{|A|-s}(z_A), from e(z_A).
+fn g_of(e: &[f64], w: &[f64]) -> f64 {
+    let a = e.len() - 1;
+    (0..=a).map(|s| w[s] * e[a - s]).sum()
+}
 
 impl TreeShap {
-    pub fn new(_ensemble: &TreeEnsemble, _covers: &[Vec<f64>]) -> Result<Self, TreeError> {
-        Err(TreeError::Unsupported("tree shap not built yet".into()))
+    /// `covers[tree_id][node_id]` as in covers.json (ONNX tree and node ids).
+    pub fn new(ensemble: &TreeEnsemble, covers: &[Vec<f64>]) -> Result<Self, TreeError> {
+        if !ensemble.is_additive() {
+            return Err(TreeError::Covers(
+                "TreeSHAP needs a SUM or AVERAGE ensemble".into(),
+            ));
+        }
+        let shapley_w = shapley_weights();
+        let mut this = TreeShap {
+            n_features: ensemble.n_features.max(ensemble.min_features),
+            margins: ensemble.margins.clone(),
+            scale: ensemble.margin_scale,
+            margin_of_column: vec![Vec::new(); ensemble.n_columns],
+            expected: Vec::new(),
+            trees: Vec::with_capacity(ensemble.trees.len()),
+            feats: Vec::new(),
+            zs: Vec::new(),
+            cs: Vec::new(),
+            weights: Vec::new(),
+            tables: Vec::new(),
+            shapley_w,
+            max_nodes: 0,
+        };
+        for (m, mc) in this.margins.iter().enumerate() {
+            this.margin_of_column[mc.src].push(m);
+        }
+        let mut column_mean = vec![0.0f64; ensemble.n_columns];
+        let mut e = Vec::new();
+        for tree in &ensemble.trees {
+            let tree_covers = usize::try_from(tree.onnx_id)
+                .ok()
+                .and_then(|t| covers.get(t))
+                .ok_or_else(|| TreeError::Covers(format!("no covers for tree {}", tree.onnx_id)))?;
+            let cover = |i: usize| -> Result<f64, TreeError> {
+                let id = tree.nodes[i].onnx_id;
+                usize::try_from(id)
+                    .ok()
+                    .and_then(|j| tree_covers.get(j))
+                    .copied()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .ok_or_else(|| {
+                        TreeError::Covers(format!(
+                            "tree {} node {id}: no valid cover",
+                            tree.onnx_id
+                        ))
+                    })
+            };
+
+            // Preorder walk carrying the path's unique features and their z products.
+            let mut nodes: Vec<SNode> = Vec::with_capacity(tree.nodes.len());
+            let mut leaves = Vec::new();
+            // (canonical index, index in `nodes` reserved, path features, path z)
+            let mut stack: Vec<(usize, usize, Vec<u32>, Vec<f64>)> =
+                vec![(0, 0, Vec::new(), Vec::new())];
+            nodes.push(placeholder());
+            while let Some((i, at, path_f, path_z)) = stack.pop() {
+                match &tree.nodes[i].kind {
+                    NodeKind::Leaf { .. } => {
+                        let k = path_f.len();
+                        if k > MAX_PATH_FEATURES {
+                            return Err(TreeError::Covers(format!(
+                                "tree {} has a path over {k} distinct features (max {MAX_PATH_FEATURES})",
+                                tree.onnx_id
+                            )));
+                        }
+                        let f0 = this.feats.len() as u32;
+                        this.feats.extend(&path_f);
+                        this.zs.extend(&path_z);
+                        let any_zero = path_z.iter().any(|&z| z <= 0.0);
+                        this.cs.extend(path_z.iter().map(|&z| {
+                            if z > 0.0 {
+                                (1.0 - z) / z
+                            } else {
+                                0.0
+                            }
+                        }));
+                        let reach: f64 = path_z.iter().product();
+                        let w0 = this.weights.len() as u32;
+                        for w in tree.leaf_weights(i) {
+                            this.weights.push((w.column, w.value));
+                            column_mean[w.column as usize] += w.value * reach;
+                        }
+                        let wn = this.weights.len() as u32 - w0;
+                        let table = if k <= MAX_TABLE_K
+                            && !any_zero
+                            && this.tables.len() + (1 << k) <= TABLE_BUDGET
+                        {
+                            let off = this.tables.len();
+                            let w = &this.shapley_w[k];
+                            for t in 0..(1usize << k) {
+                                if t == (1 << k) - 1 {
+                                    // T = U has no feature outside T: never read.
+                                    this.tables.push(0.0);
+                                    continue;
+                                }
+                                elementary(
+                                    (0..k).filter(|b| t >> b & 1 == 1).map(|b| path_z[b]),
+                                    &mut e,
+                                );
+                                let z_out: f64 = (0..k)
+                                    .filter(|b| t >> b & 1 == 0)
+                                    .map(|b| path_z[b])
+                                    .product();
+                                this.tables.push(z_out * g_of(&e, w));
+                            }
+                            Some(off)
+                        } else {
+                            None
+                        };
+                        let leaf_index = leaves.len() as u32;
+                        leaves.push(SLeaf {
+                            node: at as u32,
+                            k: k as u8,
+                            f0,
+                            table,
+                            w0,
+                            wn,
+                        });
+                        nodes[at] = SNode {
+                            leaf: Some(leaf_index),
+                            ..placeholder()
+                        };
+                    }
+                    NodeKind::Branch {
+                        feature,
+                        threshold,
+                        mode,
+                        missing_true,
+                        true_child,
+                        false_child,
+                    } => {
+                        let parent_cover = cover(i)?;
+                        let slot = path_f
+                            .iter()
+                            .position(|f| f == feature)
+                            .unwrap_or(path_f.len());
+                        let tc = nodes.len();
+                        nodes.push(placeholder());
+                        nodes.push(placeholder());
+                        nodes[at] = SNode {
+                            feature: *feature,
+                            threshold: *threshold,
+                            mode: *mode,
+                            missing_true: *missing_true,
+                            true_child: tc as u32,
+                            false_child: tc as u32 + 1,
+                            slot: slot.min(u8::MAX as usize) as u8,
+                            leaf: None,
+                        };
+                        for (child, child_at) in [(*true_child, tc), (*false_child, tc + 1)] {
+                            let child = child as usize;
+                            let frac = if parent_cover > 0.0 {
+                                cover(child)? / parent_cover
+                            } else {
+                                0.5
+                            };
+                            let (mut f, mut z) = (path_f.clone(), path_z.clone());
+                            if slot == f.len() {
+                                f.push(*feature);
+                                z.push(frac);
+                            } else {
+                                z[slot] *= frac;
+                            }
+                            stack.push((child, child_at, f, z));
+                        }
+                    }
+                }
+            }
+            this.max_nodes = this.max_nodes.max(nodes.len());
+            this.trees.push(STree { nodes, leaves });
+        }
+        this.expected = this
+            .margins
+            .iter()
+            .map(|mc| mc.offset + this.scale * column_mean[mc.src])
+            .collect();
+        if this.feats.iter().any(|&f| f as usize >= this.n_features) {
+            return Err(TreeError::Covers(
+                "a tree reads a feature beyond the input width".into(),
+            ));
+        }
+        Ok(this)
     }
-    pub fn covers_from_sample(_ensemble: &TreeEnsemble, _rows: &[f32], _n: usize) -> Vec<Vec<f64>> {
-        Vec::new()
+
+    /// Covers from routing a reference sample (`n` rows of `ensemble.n_features`):
+    /// `covers[tree_id][node_id]` = rows reaching the node.
+    pub fn covers_from_sample(ensemble: &TreeEnsemble, rows: &[f32], n: usize) -> Vec<Vec<f64>> {
+        let width = rows.len().checked_div(n).unwrap_or(0);
+        let max_tree = ensemble
+            .trees
+            .iter()
+            .map(|t| t.onnx_id.max(0) as usize)
+            .max()
+            .unwrap_or(0);
+        let mut covers = vec![Vec::new(); max_tree + 1];
+        for tree in &ensemble.trees {
+            let max_node = tree
+                .nodes
+                .iter()
+                .map(|n| n.onnx_id.max(0) as usize)
+                .max()
+                .unwrap_or(0);
+            let mut c = vec![0.0f64; max_node + 1];
+            if width >= ensemble.min_features {
+                for row in rows.chunks_exact(width).take(n) {
+                    let mut i = 0usize;
+                    loop {
+                        c[tree.nodes[i].onnx_id.max(0) as usize] += 1.0;
+                        match &tree.nodes[i].kind {
+                            NodeKind::Leaf { .. } => break,
+                            NodeKind::Branch {
+                                feature,
+                                threshold,
+                                mode,
+                                missing_true,
+                                true_child,
+                                false_child,
+                            } => {
+                                let go = crate::score::tree::Node::goes_true(
+                                    row[*feature as usize],
+                                    *threshold,
+                                    *mode,
+                                    *missing_true,
+                                );
+                                i = if go { *true_child } else { *false_child } as usize;
+                            }
+                        }
+                    }
+                }
+            }
+            covers[tree.onnx_id.max(0) as usize] = c;
+        }
+        covers
     }
+
     pub fn n_features(&self) -> usize {
-        0
+        self.n_features
     }
+
     pub fn n_margins(&self) -> usize {
-        0
+        self.margins.len()
     }
+
+    /// Expected margin per margin column (the SHAP base value).
     pub fn expected_value(&self) -> &[f64] {
-        &[]
+        &self.expected
     }
-    pub fn shap_row(&self, _row: &[f32], _out: &mut [f64]) {}
+
+    /// Contributions of one row: `n_margins x (n_features + 1)`, the last column being the
+    /// expected value; each row of `out` sums to the margin.
+    ///
+    /// # Panics
+    /// If `row` is shorter than `n_features` or `out` shorter than `n_margins * (n_features + 1)`.
+    pub fn shap_row(&self, row: &[f32], out: &mut [f64]) {
+        let width = self.n_features + 1;
+        let out = &mut out[..self.margins.len() * width];
+        out.iter_mut().for_each(|o| *o = 0.0);
+        let row = &row[..self.n_features];
+        // Per node: features not followed on the path, as a bitmask over slots.
+        let mut not_followed = vec![0u64; self.max_nodes];
+        let mut delta = vec![0.0f64; MAX_PATH_FEATURES];
+        let mut e = Vec::with_capacity(MAX_PATH_FEATURES + 1);
+        for tree in &self.trees {
+            not_followed[0] = 0;
+            // Nodes are stored parents-first, so one forward pass fills every mask.
+            for (i, nd) in tree.nodes.iter().enumerate() {
+                if nd.leaf.is_some() {
+                    continue;
+                }
+                let go_true = crate::score::tree::Node::goes_true(
+                    row[nd.feature as usize],
+                    nd.threshold,
+                    nd.mode,
+                    nd.missing_true,
+                );
+                let bit = 1u64 << (nd.slot as u32 & 63);
+                let nf = not_followed[i];
+                not_followed[nd.true_child as usize] = nf | if go_true { 0 } else { bit };
+                not_followed[nd.false_child as usize] = nf | if go_true { bit } else { 0 };
+            }
+            for leaf in &tree.leaves {
+                let k = leaf.k as usize;
+                if k == 0 {
+                    continue;
+                }
+                let full = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
+                let t = full & !not_followed[leaf.node as usize];
+                let f0 = leaf.f0 as usize;
+                let zs = &self.zs[f0..f0 + k];
+                match leaf.table {
+                    Some(off) => {
+                        let h = &self.tables[off..off + (1 << k)];
+                        let cs = &self.cs[f0..f0 + k];
+                        let h_t = h[t as usize];
+                        for (b, d) in delta[..k].iter_mut().enumerate() {
+                            *d = if t >> b & 1 == 1 {
+                                cs[b] * h[(t ^ (1 << b)) as usize]
+                            } else {
+                                -h_t
+                            };
+                        }
+                    }
+                    None => self.direct(zs, t, &mut delta[..k], &mut e),
+                }
+                let feats = &self.feats[f0..f0 + k];
+                for &(col, v) in &self.weights[leaf.w0 as usize..(leaf.w0 + leaf.wn) as usize] {
+                    for &m in &self.margin_of_column[col as usize] {
+                        let phi = &mut out[m * width..(m + 1) * width];
+                        let sv = self.scale * v;
+                        for (&f, &d) in feats.iter().zip(&delta[..k]) {
+                            phi[f as usize] += sv * d;
+                        }
+                    }
+                }
+            }
+        }
+        for (m, &ev) in self.expected.iter().enumerate() {
+            out[m * width + self.n_features] = ev;
+        }
+    }
+
+    /// The per-leaf formula without a table (long paths, zero cover fractions).
+    fn direct(&self, zs: &[f64], t: u64, delta: &mut [f64], e: &mut Vec<f64>) {
+        let k = zs.len();
+        let w = &self.shapley_w[k];
+        let in_t = |b: usize| t >> b & 1 == 1;
+        let z_out: f64 = (0..k).filter(|&b| !in_t(b)).map(|b| zs[b]).product();
+        let all = t.count_ones() as usize == k;
+        let g_t = if all {
+            0.0
+        } else {
+            elementary((0..k).filter(|&b| in_t(b)).map(|b| zs[b]), e);
+            g_of(e, w)
+        };
+        for b in 0..k {
+            delta[b] = if in_t(b) {
+                elementary((0..k).filter(|&j| j != b && in_t(j)).map(|j| zs[j]), e);
+                (1.0 - zs[b]) * z_out * g_of(e, w)
+            } else {
+                -z_out * g_t
+            };
+        }
+    }
+}
+
+fn placeholder() -> SNode {
+    SNode {
+        feature: 0,
+        threshold: 0.0,
+        mode: crate::score::tree::NodeMode::Leq,
+        missing_true: false,
+        true_child: 0,
+        false_child: 0,
+        slot: 0,
+        leaf: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::tree::tests::{random_forest, random_rows, string, Lcg};
+    use crate::score::tree::Tree;
+
+    /// Algorithm 1 of Lundberg et al.: E[f(x) | x_S] with cover-weighted descent.
+    fn cond_exp(tree: &Tree, covers: &[f64], row: &[f32], s: u32, i: usize) -> f64 {
+        match &tree.nodes[i].kind {
+            NodeKind::Leaf { .. } => tree.leaf_weights(i)[0].value,
+            NodeKind::Branch {
+                feature,
+                threshold,
+                mode,
+                missing_true,
+                true_child,
+                false_child,
+            } => {
+                let (t, f) = (*true_child as usize, *false_child as usize);
+                if s >> feature & 1 == 1 {
+                    let go = crate::score::tree::Node::goes_true(
+                        row[*feature as usize],
+                        *threshold,
+                        *mode,
+                        *missing_true,
+                    );
+                    cond_exp(tree, covers, row, s, if go { t } else { f })
+                } else {
+                    let c = |j: usize| covers[tree.nodes[j].onnx_id as usize];
+                    (c(t) * cond_exp(tree, covers, row, s, t)
+                        + c(f) * cond_exp(tree, covers, row, s, f))
+                        / c(i)
+                }
+            }
+        }
+    }
+
+    fn brute_force(e: &TreeEnsemble, covers: &[Vec<f64>], row: &[f32], nf: usize) -> Vec<f64> {
+        let v = |s: u32| -> f64 {
+            e.trees
+                .iter()
+                .map(|t| cond_exp(t, &covers[t.onnx_id as usize], row, s, 0))
+                .sum()
+        };
+        let fact = |n: usize| (1..=n).map(|x| x as f64).product::<f64>();
+        (0..nf)
+            .map(|i| {
+                (0u32..1 << nf)
+                    .filter(|s| s >> i & 1 == 0)
+                    .map(|s| {
+                        let k = s.count_ones() as usize;
+                        fact(k) * fact(nf - k - 1) / fact(nf) * (v(s | 1 << i) - v(s))
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_brute_force_shapley_and_is_locally_accurate() {
+        let mut rng = Lcg(11);
+        let nf = 5;
+        let modes = [
+            "BRANCH_LEQ",
+            "BRANCH_LT",
+            "BRANCH_GTE",
+            "BRANCH_GT",
+            "BRANCH_EQ",
+            "BRANCH_NEQ",
+        ];
+        // Depth 8 over 5 features repeats features on paths.
+        let b = random_forest(&mut rng, 12, 8, nf as i64, 1, &modes);
+        let node = b.regressor(1, vec![string("post_transform", "NONE")]);
+        let e = TreeEnsemble::from_node(&node).unwrap();
+        let sample = random_rows(&mut rng, 300, nf);
+        // Smooth covers (every node reached) so brute force can divide by them.
+        let mut covers = TreeShap::covers_from_sample(&e, &sample, 300);
+        covers.iter_mut().flatten().for_each(|c| *c += 1.0);
+        for tree in &e.trees {
+            // Keep parents equal to the sum of their children after smoothing.
+            fix_covers(tree, &mut covers[tree.onnx_id as usize], 0);
+        }
+        let shap = TreeShap::new(&e, &covers).unwrap();
+        let rows = random_rows(&mut rng, 20, nf);
+        let mut out = vec![0.0; nf + 1];
+        for row in rows.chunks(nf) {
+            shap.shap_row(row, &mut out);
+            let want = brute_force(&e, &covers, row, nf);
+            for i in 0..nf {
+                assert!(
+                    (out[i] - want[i]).abs() < 1e-9,
+                    "feature {i}: {} vs {}",
+                    out[i],
+                    want[i]
+                );
+            }
+            let mut margin = [0.0f32];
+            e.margins(row, 1, nf, &mut margin);
+            let total: f64 = out.iter().sum();
+            assert!(
+                (total - f64::from(margin[0])).abs() < 1e-5,
+                "{total} vs {}",
+                margin[0]
+            );
+        }
+    }
+
+    fn fix_covers(tree: &Tree, c: &mut [f64], i: usize) -> f64 {
+        let v = match &tree.nodes[i].kind {
+            NodeKind::Leaf { .. } => c[tree.nodes[i].onnx_id as usize],
+            NodeKind::Branch {
+                true_child,
+                false_child,
+                ..
+            } => {
+                fix_covers(tree, c, *true_child as usize)
+                    + fix_covers(tree, c, *false_child as usize)
+            }
+        };
+        c[tree.nodes[i].onnx_id as usize] = v;
+        v
+    }
+
+    #[test]
+    fn direct_formula_equals_tables() {
+        let shap_w = shapley_weights();
+        let shap = TreeShap {
+            n_features: 0,
+            margins: vec![],
+            scale: 1.0,
+            margin_of_column: vec![],
+            expected: vec![],
+            trees: vec![],
+            feats: vec![],
+            zs: vec![],
+            cs: vec![],
+            weights: vec![],
+            tables: vec![],
+            shapley_w: shap_w,
+            max_nodes: 0,
+        };
+        let zs = [0.3, 0.6, 0.9, 0.45];
+        let k = zs.len();
+        let mut e = Vec::new();
+        let w = &shap.shapley_w[k];
+        let h: Vec<f64> = (0..1usize << k)
+            .map(|t| {
+                if t == (1 << k) - 1 {
+                    return 0.0;
+                }
+                elementary((0..k).filter(|b| t >> b & 1 == 1).map(|b| zs[b]), &mut e);
+                let z_out: f64 = (0..k).filter(|b| t >> b & 1 == 0).map(|b| zs[b]).product();
+                z_out * g_of(&e, w)
+            })
+            .collect();
+        let mut delta = vec![0.0; k];
+        for t in 0..(1u64 << k) {
+            shap.direct(&zs, t, &mut delta, &mut e);
+            for b in 0..k {
+                let want = if t >> b & 1 == 1 {
+                    (1.0 - zs[b]) / zs[b] * h[(t ^ 1 << b) as usize]
+                } else {
+                    -h[t as usize]
+                };
+                assert!((delta[b] - want).abs() < 1e-12);
+            }
+        }
+    }
 }
