@@ -1,33 +1,50 @@
-"""A small deterministic simulator of authentication events (ECS-shaped) with labelled attacks.
+"""A deterministic, seeded simulator of authentication events with labelled attacks.
 
-    from vigil_models.simulate import simulate
-    events = simulate(n_users=200, days=28, seed=7)     # list of dicts, sorted by @timestamp
+    from vigil_models.simulate import simulate, stream
+    events = simulate(n_users=200, days=28, seed=7)      # list of dicts, sorted by @timestamp
+    for e in stream(10_000, 1, seed=7, rate=500): ...    # generator, day by day, time-ordered
 
     cd models && ../.venv/bin/python -m vigil_models.simulate --users 50 --days 7 > events.ndjson
+    ../.venv/bin/python -m vigil_models.simulate --users 10000 --days 1 --rate 500 > 5M.ndjson
+    ../.venv/bin/python -m vigil_models.simulate --users 50 --days 1 --raw     # vendor shapes
 
-Users have a home country, city, ISP (ASN), device and browser, working hours in their time zone,
-and weekends off; some travel, some use a commercial VPN, a few corporate users go through the
-company VPN egress in a cloud ASN, and a few service accounts log in from cloud ASNs with
-scripting user agents (benign automation). Benign failures are typos followed by a success.
+Population. Users have a home country and city (lat/lon), a residential ISP (ASN), a laptop
+browser and often a phone, working hours in their time zone, weekends mostly off, an identity
+provider (Okta or Entra ID), an MFA habit (push on most sign-ins, sometimes a denied push by
+mistake), and some mistype their password once or twice. Half work from an office whose
+egress is **shared** (one IP / ASN for every user of the site), some go through the corporate
+VPN egress in a cloud ASN (shared too: the benign near-miss for password spray and for "new
+ASN"), some use a commercial VPN. Some travel on business: the first sign-in abroad comes after a
+plausible flight time. Service accounts log in over sshd from cloud ASNs with scripting clients.
+Over the day users' sessions are refreshed (`session_refresh`); `rate` sets how many events a
+working user produces per day (about 8 by default, 500 to reach ~5 M events for 10,000 users).
 
-Attacks (labelled `vigil.sim.label: malicious`, `vigil.sim.attack: <type>`):
-- `password_spray`: one hosting IP tries one or two passwords against many users, slowly;
-- `credential_stuffing`: many residential-proxy IPs, many users, mostly failures, a few successes;
-- `brute_force`: one IP hammers one user, then succeeds;
-- `new_country_takeover`: a successful login with stolen credentials from a country, ISP and
-  device the user never used, usually off hours;
-- `impossible_travel`: the user logs in from home, and within an hour from another continent.
+Attacks (`vigil.sim.label: malicious`, `vigil.sim.attack`, `vigil.sim.campaign`):
+- `password_spray`: one hosting IP, one or two passwords against many users, slowly;
+- `credential_stuffing`: many residential-proxy IPs, many (partly non-existent) users;
+- `brute_force`: one IP hammers one user (IdP, sshd or Windows RDP), then often succeeds;
+- `mfa_fatigue`: a valid password from a new network, then push denials, then an approval;
+- `impossible_travel`: the user signs in at home, and within the hour from another continent;
+- `token_replay`: the user's session is refreshed from a distant IP in a hosting ASN;
+- `new_country_takeover`: stolen credentials used from a country, ISP and device the user never used.
 
-Every event carries the ground truth under `vigil.sim` (label, attack, campaign): those fields are
-labels for training and evaluation, never features. The events carry no precomputed context
-(counts, history): the first login-risk model uses per-event features only.
+Output: normalised ECS by default (the fields the features read: `@timestamp`, `user.name`,
+`event.category: ["authentication"]`, `event.outcome`, `event.action`, `source.ip`,
+`source.geo.{country_iso_code,location}`, `source.as.number`, `user_agent.original`, plus
+`event.module`/`event.dataset` naming the source). `--raw` emits vendor shapes instead: Okta
+System Log, Entra ID sign-in logs (Azure diagnostic), Windows Security 4624/4625 (winlogbeat
+`winlog`), sshd syslog lines. Raw Windows and sshd events carry no geo/ASN (GeoIP is the
+pipeline's job). Labels stay under `vigil.sim` in both forms: they are never features.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
+import math
 import sys
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -109,8 +126,22 @@ LAST = ["smith", "mueller", "martin", "brown", "garcia", "rossi", "tanaka", "sil
         "dubois", "jansen", "lopez", "nowak", "kim", "schmidt", "wilson", "sato", "costa", "singh",
         "moreau", "bakker", "fernandez", "ivanova", "chen", "okafor", "novak", "larsen", "ali"]
 
-ATTACKS = ["password_spray", "credential_stuffing", "brute_force", "new_country_takeover",
-           "impossible_travel"]
+ATTACKS = ["password_spray", "credential_stuffing", "brute_force", "mfa_fatigue",
+           "impossible_travel", "token_replay", "new_country_takeover"]
+# campaigns per day per 1,000 users (at least two of each type per simulation)
+ATTACK_RATES = {"password_spray": 0.3, "credential_stuffing": 0.15, "brute_force": 0.5,
+                "mfa_fatigue": 0.8, "impossible_travel": 1.0, "token_replay": 1.0,
+                "new_country_takeover": 1.2}
+ACTIONS = ["user_login", "mfa_push_approved", "mfa_push_denied", "session_refresh"]
+SOURCES = {"okta": ("okta", "okta.system"), "entra": ("azure", "azure.signinlogs"),
+           "windows": ("system", "system.security"), "sshd": ("system", "system.auth")}
+COUNTRY_NAMES = {"US": "United States", "DE": "Germany", "FR": "France", "GB": "United Kingdom",
+                 "IN": "India", "BR": "Brazil", "JP": "Japan", "CA": "Canada", "NL": "Netherlands",
+                 "ES": "Spain", "SG": "Singapore", "RU": "Russia", "CN": "China", "VN": "Vietnam",
+                 "NG": "Nigeria", "RO": "Romania", "ID": "Indonesia", "UA": "Ukraine", "MX": "Mexico",
+                 "IT": "Italy", "IE": "Ireland"}
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 @dataclass
@@ -135,6 +166,9 @@ class User:
     logins_per_day: float
     vpn: Net | None
     service: bool
+    idp: str
+    mfa: bool
+    typo_p: float
 
 
 def _prefix(asn: int) -> tuple[int, int]:
@@ -176,53 +210,296 @@ def _browser(rng: np.random.Generator, mobile: bool | None = None) -> str:
     return b.format(v=int(rng.integers(112, 122)), m=int(rng.integers(0, 6)))
 
 
+def _km(a: Net, b: Net) -> float:
+    p1, p2 = math.radians(a.lat), math.radians(b.lat)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b.lon - a.lon) / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, h)))
+
+
 def make_users(n: int, rng: np.random.Generator) -> list[User]:
     users, names = [], set()
     weights = np.array([COUNTRIES[c][3] for c in HOME])
     weights = weights / weights.sum()
+    # shared egress: one or two office sites per home country, two corporate VPN gateways
+    sites = {c: [_residential(c, rng) for _ in range(1 + int(rng.integers(0, 2)))] for c in HOME}
+    corp_vpn = []
+    for c in ("US", "IE"):
+        lat, lon = _geo(c, rng, 0.5)
+        corp_vpn.append(Net(16509, "AMAZON-02", c, _ip(16509, rng), lat, lon))
     n_service = max(2, n // 40)
     for i in range(n):
         service = i >= n - n_service
         if service:
             name = f"svc-{['backup', 'reporting', 'sync', 'deploy', 'monitor', 'etl', 'billing'][i % 7]}-{i:03d}"
         else:
+            k = 0
             while True:
                 name = f"{FIRST[int(rng.integers(len(FIRST)))]}.{LAST[int(rng.integers(len(LAST)))]}"
+                if k > 20:
+                    name = f"{name}{i}"
                 if name not in names:
                     break
+                k += 1
         names.add(name)
         country = str(rng.choice(HOME, p=weights))
         home = _residential(country, rng)
         if service:
             net = _hosting(rng, asns=[16509, 8075, 396982])
             users.append(User(name, net.country, net, None, SERVICE_UAS[i % len(SERVICE_UAS)], None,
-                              float(rng.integers(0, 24)), 6.0, None, True))
+                              float(rng.integers(0, 24)), 6.0, None, True, "sshd", False, 0.03))
             continue
         office = None
-        if rng.random() < 0.5:  # office network: a business line of a national ISP
-            office = _residential(country, rng)
-        if rng.random() < 0.12:  # corporate VPN egress in a cloud ASN
-            asn, org, c = CORP_VPN
-            lat, lon = _geo(c, rng, 0.5)
-            office = Net(asn, org, c, _ip(asn, rng), lat, lon)
+        r = rng.random()
+        if r < 0.5:
+            office = sites[country][int(rng.integers(len(sites[country])))]
+        elif r < 0.62:
+            office = corp_vpn[int(rng.integers(2))]
         vpn = _hosting(rng, asns=COMMERCIAL_VPN) if rng.random() < 0.12 else None
+        typo_p = 0.25 if rng.random() < 0.1 else 0.05   # some users mistype often (and twice)
         users.append(User(
             name, country, home, office, _browser(rng, mobile=False),
             _browser(rng, mobile=True) if rng.random() < 0.6 else None,
-            float(rng.uniform(6.5, 10.0)), float(rng.uniform(1.0, 3.5)), vpn, False))
+            float(rng.uniform(6.5, 10.0)), float(rng.uniform(1.0, 3.5)), vpn, False,
+            "okta" if rng.random() < 0.6 else "entra", rng.random() < 0.8, typo_p))
     return users
 
 
-def _ts(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+# An event before rendering: (ms, user, outcome, action, net, ua, src, label, attack, campaign)
+def _ev(ms, user, outcome, action, net, ua, src, attack=None, campaign=None):
+    return (int(ms), user, outcome, action, net, ua, src,
+            "malicious" if attack else "benign", attack, campaign)
 
 
-def _event(t: datetime, user: str, outcome: str, net: Net, ua: str, label: str = "benign",
-           attack: str | None = None, campaign: str | None = None) -> dict:
+def _session(out, u: User, ms: int, net: Net, ua: str, rng, refreshes: float, src: str | None = None):
+    src = src or u.idp
+    if rng.random() < u.typo_p:   # typo, then success; sometimes twice
+        out.append(_ev(ms, u.name, "failure", "user_login", net, ua, src))
+        ms += int(rng.uniform(4000, 40000))
+        if rng.random() < 0.3:
+            out.append(_ev(ms, u.name, "failure", "user_login", net, ua, src))
+            ms += int(rng.uniform(4000, 40000))
+    out.append(_ev(ms, u.name, "success", "user_login", net, ua, src))
+    if src == "windows" or src == "sshd":
+        return
+    if u.mfa and rng.random() < 0.9:
+        ms += int(rng.uniform(3000, 20000))
+        if rng.random() < 0.03:   # a push denied by mistake, then approved
+            out.append(_ev(ms, u.name, "failure", "mfa_push_denied", net, ua, src))
+            ms += int(rng.uniform(5000, 30000))
+        out.append(_ev(ms, u.name, "success", "mfa_push_approved", net, ua, src))
+    k = int(rng.poisson(refreshes)) if refreshes > 0 else 0
+    if k:
+        gaps = np.sort(rng.uniform(60_000, 8 * HOUR_MS, size=k)).astype(np.int64)
+        for g in gaps.tolist():
+            out.append(_ev(ms + g, u.name, "success", "session_refresh", net, ua, src))
+
+
+def _benign_day(u: User, day_ms: int, weekday: int, rng, trip, d: int, rate: float) -> list:
+    out: list = []
+    if u.service:
+        for k in range(int(rng.integers(3, 7))):
+            ms = day_ms + int(((u.start_hour + 4 * k) % 24) * HOUR_MS + rng.uniform(0, 90_000))
+            if rng.random() < u.typo_p:
+                out.append(_ev(ms, u.name, "failure", "user_login", u.home, u.ua, "sshd"))
+                ms += 30_000
+            out.append(_ev(ms, u.name, "success", "user_login", u.home, u.ua, "sshd"))
+        return out
+    abroad = trip is not None and trip[0] < d <= trip[1]
+    country = trip[2] if abroad else u.country
+    tz = COUNTRIES[country][2]
+    n = int(rng.poisson(0.4 if weekday >= 5 else u.logins_per_day))
+    refreshes = max(0.0, rate / max(u.logins_per_day, 1.0) - 2.5)
+    for _ in range(n):
+        if weekday < 5 and rng.random() < 0.85:
+            local = u.start_hour + rng.uniform(0, 9.5)
+        else:
+            local = rng.uniform(7, 23.5)
+        if trip is not None and d == trip[0] and local > 10:      # flying out after 10:00
+            continue
+        if trip is not None and d == trip[1] + 1 and local < 18:  # flying home, back at 18:00
+            continue
+        ms = day_ms + int((local - tz) * HOUR_MS)
+        src = None
+        if abroad:
+            net = _hosting(rng, country=country) if rng.random() < 0.15 else _residential(country, rng)
+            ua = u.ua if rng.random() < 0.6 or not u.mobile_ua else u.mobile_ua
+        else:
+            r = rng.random()
+            if u.vpn and r < 0.35:
+                net = u.vpn
+            elif u.office and weekday < 5 and r < 0.75:
+                net = u.office
+                if u.office.asn != 16509 and rng.random() < 0.25:
+                    src = "windows"
+            else:
+                net = u.home
+            ua = u.mobile_ua if u.mobile_ua and rng.random() < 0.3 else u.ua
+        _session(out, u, ms, net, ua, rng, refreshes, src)
+    return out
+
+
+def _campaign_ms(t0, lo, hi, rng) -> int:
+    return t0 + int(rng.integers(lo, hi)) * DAY_MS + int(rng.uniform(0, 24) * HOUR_MS)
+
+
+def _people(users):
+    return [u for u in users if not u.service]
+
+
+def _password_spray(users, t0, lo, hi, rng, cid):
+    ms = _campaign_ms(t0, lo, hi, rng)
+    net = _hosting(rng, asns=[14061, 16276, 24940, 20473, 51167, 9009])
+    ua = TOOLS[int(rng.integers(len(TOOLS)))] if rng.random() < 0.6 else _browser(rng, False)
+    targets = _people(users)
+    k = int(rng.integers(min(25, len(targets)), min(80, len(targets)) + 1))
+    idx = rng.choice(len(targets), size=k, replace=False)
+    out = []
+    for _ in range(int(rng.integers(1, 3))):
+        for j in idx:
+            ms += int(rng.exponential(45_000))
+            ok = rng.random() < 0.02
+            out.append(_ev(ms, targets[j].name, "success" if ok else "failure", "user_login", net, ua,
+                           targets[j].idp, "password_spray", cid))
+        ms += int(rng.uniform(20, 90) * 60_000)
+    return out
+
+
+def _credential_stuffing(users, t0, lo, hi, rng, cid):
+    ms = _campaign_ms(t0, lo, hi, rng)
+    targets = _people(users)
+    out = []
+    headless = rng.random() < 0.5
+    for _ in range(int(rng.integers(80, 250))):
+        ms += int(rng.exponential(8000))
+        c = ATTACK_ORIGINS[int(rng.integers(len(ATTACK_ORIGINS)))] if rng.random() < 0.6 else \
+            HOME[int(rng.integers(len(HOME)))]
+        net = _residential(c, rng) if rng.random() < 0.7 else _hosting(rng)
+        ua = TOOLS[3] if headless and rng.random() < 0.7 else _browser(rng)
+        if rng.random() < 0.6:
+            t = targets[int(rng.integers(len(targets)))]
+            name, src = t.name, t.idp
+        else:   # stuffed lists hold many names that do not exist here
+            name, src = f"{FIRST[int(rng.integers(len(FIRST)))]}{int(rng.integers(1, 99))}", "okta"
+        ok = rng.random() < 0.03
+        out.append(_ev(ms, name, "success" if ok else "failure", "user_login", net, ua, src,
+                       "credential_stuffing", cid))
+    return out
+
+
+def _brute_force(users, t0, lo, hi, rng, cid):
+    ms = _campaign_ms(t0, lo, hi, rng)
+    r = rng.random()
+    if r < 0.25:
+        svc = [u for u in users if u.service]
+        u = svc[int(rng.integers(len(svc)))]
+        src = "sshd"
+    else:
+        targets = _people(users)
+        u = targets[int(rng.integers(len(targets)))]
+        src = "windows" if r < 0.45 else u.idp
+    c = ATTACK_ORIGINS[int(rng.integers(len(ATTACK_ORIGINS)))]
+    net = _hosting(rng) if rng.random() < 0.6 else _residential(c, rng)
+    ua = TOOLS[int(rng.integers(len(TOOLS)))] if rng.random() < 0.7 else _browser(rng, False)
+    out = []
+    for _ in range(int(rng.integers(15, 60))):
+        ms += int(rng.exponential(4000)) + 200
+        out.append(_ev(ms, u.name, "failure", "user_login", net, ua, src, "brute_force", cid))
+    if rng.random() < 0.7:
+        ms += int(rng.exponential(4000)) + 200
+        out.append(_ev(ms, u.name, "success", "user_login", net, ua, src, "brute_force", cid))
+    return out
+
+
+def _attacker_net(u: User, rng, hosting_p=0.4) -> Net:
+    others = [c for c in ATTACK_ORIGINS if c != u.country]
+    c = others[int(rng.integers(len(others)))]
+    return _hosting(rng, country=c) if rng.random() < hosting_p else _residential(c, rng)
+
+
+def _victim_time(u: User, t0, lo, hi, rng, off_hours_p=0.6) -> int:
+    day = t0 + int(rng.integers(lo, hi)) * DAY_MS
+    local = rng.uniform(0, 6) if rng.random() < off_hours_p else rng.uniform(6, 24)
+    return day + int((local - COUNTRIES[u.country][2]) * HOUR_MS)
+
+
+def _mfa_fatigue(users, t0, lo, hi, rng, cid):
+    targets = [u for u in _people(users) if u.mfa]
+    u = targets[int(rng.integers(len(targets)))]
+    net = _attacker_net(u, rng)
+    ua = _browser(rng, mobile=False)
+    ms = _victim_time(u, t0, lo, hi, rng, 0.5)
+    out = [_ev(ms, u.name, "success", "user_login", net, ua, u.idp, "mfa_fatigue", cid)]
+    for _ in range(int(rng.integers(3, 16))):
+        ms += int(rng.uniform(20_000, 90_000))
+        out.append(_ev(ms, u.name, "failure", "mfa_push_denied", net, ua, u.idp, "mfa_fatigue", cid))
+    if rng.random() < 0.8:
+        ms += int(rng.uniform(20_000, 90_000))
+        out.append(_ev(ms, u.name, "success", "mfa_push_approved", net, ua, u.idp, "mfa_fatigue", cid))
+        for _ in range(int(rng.integers(0, 4))):
+            ms += int(rng.uniform(60_000, 1_800_000))
+            out.append(_ev(ms, u.name, "success", "session_refresh", net, ua, u.idp, "mfa_fatigue", cid))
+    return out
+
+
+def _impossible_travel(users, t0, lo, hi, rng, cid):
+    u = _people(users)[int(rng.integers(len(_people(users))))]
+    far = [c for c in ATTACK_ORIGINS + TRAVEL
+           if abs(COUNTRIES[c][1] - COUNTRIES[u.country][1]) > 60 and c != u.country]
+    c = far[int(rng.integers(len(far)))]
+    day = t0 + int(rng.integers(lo, hi)) * DAY_MS
+    ms = day + int((u.start_hour + rng.uniform(0, 6) - COUNTRIES[u.country][2]) * HOUR_MS)
+    out = [_ev(ms, u.name, "success", "user_login", u.home, u.ua, u.idp)]   # the real user
+    ms += int(rng.uniform(5, 60) * 60_000)
+    net = _residential(c, rng) if rng.random() < 0.5 else _hosting(rng, country=c)
+    ua = u.ua if rng.random() < 0.3 else _browser(rng)
+    out.append(_ev(ms, u.name, "success", "user_login", net, ua, u.idp, "impossible_travel", cid))
+    return out
+
+
+def _token_replay(users, t0, lo, hi, rng, cid):
+    u = _people(users)[int(rng.integers(len(_people(users))))]
+    day = t0 + int(rng.integers(lo, hi)) * DAY_MS
+    ms = day + int((u.start_hour + rng.uniform(0, 6) - COUNTRIES[u.country][2]) * HOUR_MS)
+    out = [_ev(ms, u.name, "success", "user_login", u.home, u.ua, u.idp)]   # the real user
+    net = _attacker_net(u, rng, hosting_p=0.7)
+    ua = u.ua if rng.random() < 0.7 else _browser(rng)    # the stolen cookie, often with its UA
+    ms += int(rng.uniform(10, 180) * 60_000)
+    for _ in range(int(rng.integers(1, 5))):
+        out.append(_ev(ms, u.name, "success", "session_refresh", net, ua, u.idp, "token_replay", cid))
+        ms += int(rng.uniform(1, 30) * 60_000)
+    return out
+
+
+def _new_country_takeover(users, t0, lo, hi, rng, cid):
+    u = _people(users)[int(rng.integers(len(_people(users))))]
+    net = _attacker_net(u, rng)
+    ua = _browser(rng, mobile=rng.random() < 0.3)
+    ms = _victim_time(u, t0, lo, hi, rng)
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        out.append(_ev(ms, u.name, "success", "user_login", net, ua, u.idp, "new_country_takeover", cid))
+        ms += int(rng.uniform(5, 120) * 60_000)
+    return out
+
+
+ATTACK_FNS = {"password_spray": _password_spray, "credential_stuffing": _credential_stuffing,
+              "brute_force": _brute_force, "mfa_fatigue": _mfa_fatigue,
+              "impossible_travel": _impossible_travel, "token_replay": _token_replay,
+              "new_country_takeover": _new_country_takeover}
+
+
+def _ts(ms: int) -> str:
+    t = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def to_ecs(e) -> dict:
+    ms, user, outcome, action, net, ua, src, label, attack, campaign = e
+    module, dataset = SOURCES[src]
     return {
-        "@timestamp": _ts(t),
-        "event": {"category": ["authentication"], "type": ["start"], "action": "user_login",
-                  "outcome": outcome, "dataset": "vigil.sim"},
+        "@timestamp": _ts(ms),
+        "event": {"category": ["authentication"], "type": ["start"], "action": action,
+                  "outcome": outcome, "module": module, "dataset": dataset},
         "user": {"name": user},
         "source": {"ip": net.ip, "geo": {"country_iso_code": net.country,
                                           "location": {"lat": net.lat, "lon": net.lon}},
@@ -232,187 +509,105 @@ def _event(t: datetime, user: str, outcome: str, net: Net, ua: str, label: str =
     }
 
 
-def _benign_day(u: User, day: datetime, rng: np.random.Generator, travel: str | None) -> list[dict]:
-    out = []
-    weekday = day.weekday()
-    if u.service:
-        # scheduled jobs: a fixed hour, every day, occasional failure with retry
-        for k in range(int(rng.integers(3, 7))):
-            t = day + timedelta(hours=(u.start_hour + 4 * k) % 24, seconds=float(rng.uniform(0, 90)))
-            if rng.random() < 0.03:
-                out.append(_event(t, u.name, "failure", u.home, u.ua))
-                t += timedelta(seconds=30)
-            out.append(_event(t, u.name, "success", u.home, u.ua))
-        return out
-    tz = COUNTRIES[travel or u.country][2]
-    if weekday >= 5:
-        n = int(rng.poisson(0.4))
-    else:
-        n = int(rng.poisson(u.logins_per_day))
-    for _ in range(n):
-        if weekday < 5 and rng.random() < 0.85:
-            local = u.start_hour + rng.uniform(0, 9.5)
-        else:
-            local = rng.uniform(7, 23.5)
-        t = day + timedelta(hours=float(local - tz))
-        if travel:
-            # hotel / mobile networks abroad, sometimes a hosting-based hotspot or VPN
-            net = _hosting(rng, country=travel) if rng.random() < 0.15 else _residential(travel, rng)
-            ua = u.ua if rng.random() < 0.6 or not u.mobile_ua else u.mobile_ua
-        else:
-            r = rng.random()
-            if u.vpn and r < 0.35:
-                net = u.vpn
-            elif u.office and weekday < 5 and r < 0.75:
-                net = u.office
-            else:
-                net = u.home
-            ua = u.mobile_ua if u.mobile_ua and rng.random() < 0.3 else u.ua
-        if rng.random() < 0.06:  # typo, then success
-            out.append(_event(t, u.name, "failure", net, ua))
-            t += timedelta(seconds=float(rng.uniform(4, 40)))
-            if rng.random() < 0.15:
-                out.append(_event(t, u.name, "failure", net, ua))
-                t += timedelta(seconds=float(rng.uniform(4, 40)))
-        out.append(_event(t, u.name, "success", net, ua))
-    return out
+_OKTA_TYPES = {"user_login": "user.session.start", "mfa_push_approved": "user.authentication.auth_via_mfa",
+               "mfa_push_denied": "user.mfa.okta_verify.deny_push", "session_refresh": "user.session.access_admin_app"}
 
 
-def _campaign_time(start: datetime, days: int, rng: np.random.Generator) -> datetime:
-    return start + timedelta(days=int(rng.integers(0, days)), hours=float(rng.uniform(0, 24)))
+def to_raw(e) -> dict:
+    """The vendor shape of an event (labels kept under `vigil.sim`)."""
+    ms, user, outcome, action, net, ua, src, label, attack, campaign = e
+    ts = _ts(ms)
+    sim = {"sim": {"label": label, "attack": attack, "campaign": campaign}}
+    ok = outcome == "success"
+    if src == "okta":
+        return {"uuid": f"{ms:x}-{zlib.crc32((user + net.ip).encode()):08x}", "published": ts,
+                "eventType": "user.session.start" if action == "user_login" else _OKTA_TYPES[action],
+                "displayMessage": {"user_login": "User login to Okta", "mfa_push_approved": "Authentication of user via MFA",
+                                   "mfa_push_denied": "User rejected Okta push verify", "session_refresh": "User session refreshed"}[action],
+                "outcome": {"result": "SUCCESS" if ok else "FAILURE",
+                            **({} if ok else {"reason": "INVALID_CREDENTIALS" if action == "user_login" else "USER_REJECTED_OKTA_VERIFY_PUSH"})},
+                "actor": {"alternateId": f"{user}@example.com", "displayName": user, "type": "User"},
+                "client": {"ipAddress": net.ip, "userAgent": {"rawUserAgent": ua},
+                           "geographicalContext": {"country": COUNTRY_NAMES.get(net.country, net.country),
+                                                   "geolocation": {"lat": net.lat, "lon": net.lon}}},
+                "securityContext": {"asNumber": net.asn, "asOrg": net.org, "isProxy": False},
+                "vigil": sim}
+    if src == "entra":
+        code = 0 if ok else (50126 if action == "user_login" else 500121)
+        return {"time": ts, "category": "SignInLogs" if action != "session_refresh" else "NonInteractiveUserSignInLogs",
+                "operationName": "Sign-in activity", "resultType": str(code),
+                "properties": {"userPrincipalName": f"{user}@example.com", "ipAddress": net.ip,
+                               "userAgent": ua, "autonomousSystemNumber": net.asn,
+                               "status": {"errorCode": code},
+                               "authenticationRequirement": "multiFactorAuthentication" if action.startswith("mfa") else "singleFactorAuthentication",
+                               "location": {"countryOrRegion": net.country,
+                                            "geoCoordinates": {"latitude": net.lat, "longitude": net.lon}}},
+                "vigil": sim}
+    if src == "windows":
+        return {"@timestamp": ts, "event": {"code": "4624" if ok else "4625", "provider": "Microsoft-Windows-Security-Auditing"},
+                "winlog": {"channel": "Security", "event_id": "4624" if ok else "4625", "computer_name": "WKS-0042.corp.example.com",
+                           "event_data": {"TargetUserName": user, "TargetDomainName": "CORP", "IpAddress": net.ip,
+                                          "LogonType": "10", **({} if ok else {"Status": "0xc000006d", "SubStatus": "0xc000006a"})}},
+                "vigil": sim}
+    port = 30000 + ms % 30000
+    method = "publickey" if ua in SERVICE_UAS else "password"
+    msg = (f"Accepted {method} for {user} from {net.ip} port {port} ssh2" if ok
+           else f"Failed password for {user} from {net.ip} port {port} ssh2")
+    return {"@timestamp": ts, "host": {"hostname": "bastion-1"}, "process": {"name": "sshd", "pid": 1000 + ms % 30000},
+            "message": msg, "vigil": sim}
 
 
-def _password_spray(users, start, days, rng, cid) -> list[dict]:
-    t = _campaign_time(start, days, rng)
-    net = _hosting(rng, asns=[14061, 16276, 24940, 20473, 51167, 9009])
-    ua = TOOLS[int(rng.integers(len(TOOLS)))] if rng.random() < 0.6 else _browser(rng, False)
-    targets = [u for u in users if not u.service]
-    k = int(rng.integers(min(25, len(targets)), min(80, len(targets)) + 1))
-    idx = rng.choice(len(targets), size=k, replace=False)
-    out = []
-    for rnd in range(int(rng.integers(1, 3))):
-        for j in idx:
-            t += timedelta(seconds=float(rng.exponential(45)))
-            ok = rng.random() < 0.02
-            out.append(_event(t, targets[j].name, "success" if ok else "failure", net, ua,
-                              "malicious", "password_spray", cid))
-        t += timedelta(minutes=float(rng.uniform(20, 90)))
-    return out
+def _key(e):
+    return (e[0], e[1], e[4].ip)
 
 
-def _credential_stuffing(users, start, days, rng, cid) -> list[dict]:
-    t = _campaign_time(start, days, rng)
-    targets = [u for u in users if not u.service]
-    out = []
-    n = int(rng.integers(80, 250))
-    headless = rng.random() < 0.5
-    for _ in range(n):
-        t += timedelta(seconds=float(rng.exponential(8)))
-        c = ATTACK_ORIGINS[int(rng.integers(len(ATTACK_ORIGINS)))] if rng.random() < 0.6 else \
-            HOME[int(rng.integers(len(HOME)))]
-        net = _residential(c, rng) if rng.random() < 0.7 else _hosting(rng)
-        ua = TOOLS[3] if headless and rng.random() < 0.7 else _browser(rng)
-        # stuffed lists hold many names that do not exist here: those are failures too
-        name = targets[int(rng.integers(len(targets)))].name if rng.random() < 0.6 else \
-            f"{FIRST[int(rng.integers(len(FIRST)))]}{int(rng.integers(1, 99))}"
-        ok = rng.random() < 0.03
-        out.append(_event(t, name, "success" if ok else "failure", net, ua, "malicious",
-                          "credential_stuffing", cid))
-    return out
-
-
-def _brute_force(users, start, days, rng, cid) -> list[dict]:
-    t = _campaign_time(start, days, rng)
-    targets = [u for u in users if not u.service]
-    u = targets[int(rng.integers(len(targets)))]
-    c = ATTACK_ORIGINS[int(rng.integers(len(ATTACK_ORIGINS)))]
-    net = _hosting(rng) if rng.random() < 0.6 else _residential(c, rng)
-    ua = TOOLS[int(rng.integers(len(TOOLS)))] if rng.random() < 0.7 else _browser(rng, False)
-    out = []
-    for _ in range(int(rng.integers(15, 60))):
-        t += timedelta(seconds=float(rng.exponential(4)))
-        out.append(_event(t, u.name, "failure", net, ua, "malicious", "brute_force", cid))
-    if rng.random() < 0.7:
-        t += timedelta(seconds=float(rng.exponential(4)))
-        out.append(_event(t, u.name, "success", net, ua, "malicious", "brute_force", cid))
-    return out
-
-
-def _new_country_takeover(users, start, days, rng, cid) -> list[dict]:
-    targets = [u for u in users if not u.service]
-    u = targets[int(rng.integers(len(targets)))]
-    others = [c for c in ATTACK_ORIGINS if c != u.country]
-    c = others[int(rng.integers(len(others)))]
-    net = _residential(c, rng) if rng.random() < 0.6 else _hosting(rng, country=c)
-    ua = _browser(rng, mobile=rng.random() < 0.3)
-    day = start + timedelta(days=int(rng.integers(0, days)))
-    # off hours for the victim, often
-    local = rng.uniform(0, 6) if rng.random() < 0.6 else rng.uniform(6, 24)
-    t = day + timedelta(hours=float(local - COUNTRIES[u.country][2]))
-    out = []
-    for _ in range(int(rng.integers(1, 4))):
-        out.append(_event(t, u.name, "success", net, ua, "malicious", "new_country_takeover", cid))
-        t += timedelta(minutes=float(rng.uniform(5, 120)))
-    return out
-
-
-def _impossible_travel(users, start, days, rng, cid) -> list[dict]:
-    targets = [u for u in users if not u.service]
-    u = targets[int(rng.integers(len(targets)))]
-    far = [c for c in ATTACK_ORIGINS + TRAVEL
-           if abs(COUNTRIES[c][1] - COUNTRIES[u.country][1]) > 60 and c != u.country]
-    c = far[int(rng.integers(len(far)))]
-    day = start + timedelta(days=int(rng.integers(0, days)))
-    t = day + timedelta(hours=float(u.start_hour + rng.uniform(0, 6) - COUNTRIES[u.country][2]))
-    out = [_event(t, u.name, "success", u.home, u.ua)]  # the real user, benign
-    t += timedelta(minutes=float(rng.uniform(5, 60)))
-    net = _residential(c, rng) if rng.random() < 0.5 else _hosting(rng, country=c)
-    ua = u.ua if rng.random() < 0.3 else _browser(rng)
-    out.append(_event(t, u.name, "success", net, ua, "malicious", "impossible_travel", cid))
-    return out
-
-
-ATTACK_FNS = {
-    "password_spray": (_password_spray, 1 / 5),
-    "credential_stuffing": (_credential_stuffing, 1 / 8),
-    "brute_force": (_brute_force, 1 / 3),
-    "new_country_takeover": (_new_country_takeover, 1 / 1.2),
-    "impossible_travel": (_impossible_travel, 1 / 1.2),
-}
-
-
-def simulate(n_users: int = 200, days: int = 28, seed: int = 7,
-             start: str = "2026-01-05T00:00:00Z", attacks: bool = True) -> list[dict]:
-    """Events sorted by @timestamp. Campaign counts per attack type scale with `days`
-    (e.g. 28 days: ~5 sprays, ~3 stuffing waves, ~9 brute forces, ~23 takeovers,
-    ~23 impossible travels); every type appears at least twice when attacks is true."""
+def stream_raw(n_users: int = 200, days: int = 28, seed: int = 7, start: str = "2026-01-05T00:00:00Z",
+               attacks: bool = True, rate: float = 8.0):
+    """Internal event tuples in time order, generated day by day (bounded memory)."""
     rng = np.random.default_rng(seed)
-    t0 = datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    t0 = int(datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()) * 1000
+    wd0 = datetime.fromtimestamp(t0 // 1000, tz=timezone.utc).weekday()
     users = make_users(n_users, rng)
-    # trips: (user index, first day, last day, country)
     trips = {}
     for i, u in enumerate(users):
-        if not u.service and rng.random() < 0.12:
+        if not u.service and rng.random() < 0.12 and days >= 2:
             d0 = int(rng.integers(0, max(1, days - 3)))
             choices = [c for c in TRAVEL if c != u.country]
             trips[i] = (d0, d0 + int(rng.integers(2, 6)), choices[int(rng.integers(len(choices)))])
-    events: list[dict] = []
-    for d in range(days):
-        day = t0 + timedelta(days=d)
-        for i, u in enumerate(users):
-            trip = trips.get(i)
-            travel = trip[2] if trip and trip[0] <= d <= trip[1] else None
-            events.extend(_benign_day(u, day, rng, travel))
+    pending: list = []
     if attacks:
         for kind in ATTACKS:
-            fn, per_day = ATTACK_FNS[kind]
-            n = max(2, int(round(days * per_day)))
-            # campaign k starts in the k-th of n equal windows: spread over the whole period
+            n = max(2, int(round(days * ATTACK_RATES[kind] * n_users / 1000)))
             for k in range(n):
-                lo, hi = (k * days) // n, max((k * days) // n + 1, ((k + 1) * days) // n)
-                events.extend(fn(users, t0 + timedelta(days=lo), hi - lo, rng, f"{kind}-{k:02d}"))
-    events.sort(key=lambda e: (e["@timestamp"], e["user"]["name"], e["source"]["ip"]))
-    return events
+                lo = (k * days) // n
+                hi = max(lo + 1, ((k + 1) * days) // n)
+                pending.extend(ATTACK_FNS[kind](users, t0, lo, hi, rng, f"{kind}-{k:03d}"))
+    heapq.heapify(pending := [(_key(e), e) for e in pending])
+    for d in range(days):
+        day_ms = t0 + d * DAY_MS
+        wd = (wd0 + d) % 7
+        for i, u in enumerate(users):
+            for e in _benign_day(u, day_ms, wd, rng, trips.get(i), d, rate):
+                heapq.heappush(pending, (_key(e), e))
+        water = day_ms + DAY_MS - 12 * HOUR_MS
+        while pending and pending[0][0][0] < water:
+            yield heapq.heappop(pending)[1]
+    while pending:
+        yield heapq.heappop(pending)[1]
+
+
+def stream(n_users: int = 200, days: int = 28, seed: int = 7, start: str = "2026-01-05T00:00:00Z",
+           attacks: bool = True, rate: float = 8.0, raw: bool = False):
+    """ECS (or vendor-shaped, `raw`) documents in time order, day by day."""
+    f = to_raw if raw else to_ecs
+    for e in stream_raw(n_users, days, seed, start, attacks, rate):
+        yield f(e)
+
+
+def simulate(n_users: int = 200, days: int = 28, seed: int = 7, start: str = "2026-01-05T00:00:00Z",
+             attacks: bool = True, rate: float = 8.0) -> list[dict]:
+    """All events, sorted by @timestamp (then user name, source IP)."""
+    return list(stream(n_users, days, seed, start, attacks, rate))
 
 
 def main(argv=None) -> int:
@@ -421,9 +616,23 @@ def main(argv=None) -> int:
     ap.add_argument("--days", type=int, default=28)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--start", default="2026-01-05T00:00:00Z")
+    ap.add_argument("--rate", type=float, default=8.0, help="events per working user-day (approx.)")
+    ap.add_argument("--no-attacks", action="store_true")
+    ap.add_argument("--raw", action="store_true", help="vendor shapes (Okta, Entra ID, Windows, sshd)")
+    ap.add_argument("--out", help="file to write (default: stdout)")
     args = ap.parse_args(argv)
-    for e in simulate(args.users, args.days, args.seed, args.start):
-        sys.stdout.write(json.dumps(e, separators=(",", ":")) + "\n")
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    buf = []
+    for e in stream(args.users, args.days, args.seed, args.start, not args.no_attacks, args.rate, args.raw):
+        buf.append(dumps(e))
+        if len(buf) >= 10000:
+            out.write("\n".join(buf) + "\n")
+            buf.clear()
+    if buf:
+        out.write("\n".join(buf) + "\n")
+    if args.out:
+        out.close()
     return 0
 
 
