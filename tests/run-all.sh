@@ -33,6 +33,9 @@ failed=$(grep -oE '[0-9]+ failed' /tmp/vigil-cargo-test.log | awk '{s+=$1} END {
 step "python tests"
 (cd models && ../.venv/bin/python -m pytest -q)
 
+step "helm chart"
+tests/chart.sh
+
 step "fuzzing (bounded)"
 tests/fuzz.sh "${VIGIL_FUZZ_SECONDS:-30}"
 
