@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: setup, formatting and lints, Rust unit and integration
-# tests (against a real Elasticsearch started here), Python tests, bounded fuzzing.
+# tests (against a real Elasticsearch started here), Python tests, end-to-end tests, bounded fuzzing.
 #   make test      (same thing)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +35,10 @@ step "python tests"
 
 step "helm chart"
 tests/chart.sh
+
+step "end-to-end tests (real clients, faults with counts, bad input; own Elasticsearch nodes)"
+cargo build --release --locked --bin vigil
+.venv/bin/python -m pytest tests/e2e
 
 step "fuzzing (bounded)"
 tests/fuzz.sh "${VIGIL_FUZZ_SECONDS:-30}"
