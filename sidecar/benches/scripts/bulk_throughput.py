@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Drop-in `_bulk` throughput, 1,000-document bulks, in one run:
+
+  (a) through Vigil to a null upstream (sidecar/examples/null_es.rs, a stand-in that answers every
+      action with success at once): Vigil's own ceiling;
+  (b) through Vigil to the real test Elasticsearch;
+  (c) the same bulks straight to the real Elasticsearch.
+
+    VIGIL_ES_JIT=full tests/elasticsearch/start --port 9270
+    cargo build --release && cargo build --release --example null_es
+    .venv/bin/python sidecar/benches/scripts/bulk_throughput.py --es-url http://127.0.0.1:9270
+    tests/elasticsearch/stop --port 9270
+
+Documents: models/samples/auth-events.ndjson repeated to 1,000 per bulk, each under
+`{"index":{"_index":"vigil-bench-auth"}}`; Vigil runs its embedded defaults (`vigil serve`,
+models/ as shipped), whose routes send authentication events to `login-risk`, and
+VIGIL_ES_URL points it at the upstream. Before timing, one bulk goes through Vigil to
+Elasticsearch with refresh and every document must come back with `ml.inference.login-risk`.
+
+Throughput: wrk, 1 thread, 8 connections, --seconds per case after a warm-up, medians over
+--rounds; the index is deleted after every Elasticsearch case. Latency added by Vigil: one
+connection (requests one after another, so no queueing in either path), p50/p99 through Vigil to
+Elasticsearch against direct, same rounds.
+
+Nothing is pinned: Elasticsearch, Vigil, null_es and wrk share the 2 cores, as they would on one
+machine. The CPU each process used during a case is printed so a saturated one is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (REPO, Server, log, loadavg, median_runs, run_wrk, vigil_binary,  # noqa: E402
+                    tree_cpu_seconds, write_lua)
+
+INDEX = "vigil-bench-auth"
+
+
+def es(method: str, url: str, body: bytes | None = None, ctype: str = "application/json") -> dict:
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        if method == "DELETE" and e.code == 404:
+            return {}
+        raise
+
+
+def bulk_body(n: int) -> bytes:
+    events = [line for line in (REPO / "models/samples/auth-events.ndjson").read_text().splitlines() if line.strip()]
+    action = json.dumps({"index": {"_index": INDEX}})
+    out = []
+    for i in range(n):
+        out.append(action)
+        out.append(events[i % len(events)])
+    return ("\n".join(out) + "\n").encode()
+
+
+def es_pid(es_url: str) -> int | None:
+    port = es_url.rsplit(":", 1)[1].strip("/")
+    p = Path(f"/tmp/vigil-es-{port}/es.pid")
+    if not p.exists():
+        p = next(Path(f"/tmp/vigil-es-{port}").glob("*.pid"), p) if Path(f"/tmp/vigil-es-{port}").exists() else p
+    try:
+        return int(p.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--es-url", default="http://127.0.0.1:9270")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--latency-seconds", type=float, default=10)
+    ap.add_argument("--docs", type=int, default=1000, help="documents per bulk")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--null-port", type=int, default=9290)
+    ap.add_argument("--vigil-null-port", type=int, default=9282)
+    ap.add_argument("--vigil-es-port", type=int, default=9283)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    esu = args.es_url.rstrip("/")
+    info = es("GET", esu + "/")
+    body = bulk_body(args.docs)
+    _, lua = write_lua(body, "application/x-ndjson", check_substring='"errors":true')
+    log(f"[bench] Elasticsearch {info['version']['number']} at {esu}; bulk body {len(body)} bytes, {args.docs} docs; "
+        f"load before: {loadavg()}")
+
+    null_bin = vigil_binary().parent / "examples" / "null_es"
+    if not null_bin.exists():
+        sys.exit(f"{null_bin} missing: cargo build --release --example null_es")
+    servers: list[Server] = []
+    try:
+        null = Server("null_es", [str(null_bin), f"127.0.0.1:{args.null_port}"], f"http://127.0.0.1:{args.null_port}/")
+        servers.append(null)
+        vn = Server("vigil-null", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_null_port}"],
+                    f"http://127.0.0.1:{args.vigil_null_port}/v2/health/ready",
+                    env={"VIGIL_ES_URL": f"http://127.0.0.1:{args.null_port}", "VIGIL_LOG": "warn"})
+        servers.append(vn)
+        ve = Server("vigil-es", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_es_port}"],
+                    f"http://127.0.0.1:{args.vigil_es_port}/v2/health/ready",
+                    env={"VIGIL_ES_URL": esu, "VIGIL_LOG": "warn"})
+        servers.append(ve)
+
+        # The documents really get scored: one bulk through Vigil, refreshed, counted.
+        check = INDEX + "-check"
+        es("DELETE", f"{esu}/{check}")
+        r = es("POST", f"http://127.0.0.1:{args.vigil_es_port}/_bulk?refresh=true",
+               body.replace(INDEX.encode(), check.encode()), "application/x-ndjson")
+        assert not r.get("errors"), json.dumps(r)[:1000]
+        scored = es("POST", f"{esu}/{check}/_count",
+                    json.dumps({"query": {"exists": {"field": "ml.inference.login-risk.prediction_probability"}}}).encode())
+        log(f"[bench] check: {scored['count']} of {args.docs} documents indexed through Vigil carry ml.inference.login-risk")
+        if scored["count"] != args.docs:
+            raise SystemExit("documents were not scored; not benchmarking")
+        es("DELETE", f"{esu}/{check}")
+        es("DELETE", f"{esu}/{INDEX}")
+
+        pid = es_pid(esu)
+        cases = [("vigil_null", f"http://127.0.0.1:{args.vigil_null_port}/_bulk", vn, [vn, null]),
+                 ("es_direct", f"{esu}/_bulk", None, []),
+                 ("vigil_es", f"http://127.0.0.1:{args.vigil_es_port}/_bulk", ve, [ve])]
+        runs: dict[str, list] = {c[0]: [] for c in cases}
+        lat: dict[str, list] = {"es_direct": [], "vigil_es": []}
+        for rnd in range(args.rounds):
+            for name, url, srv, procs in cases:
+                pids = [p.proc.pid for p in procs] + ([pid] if pid and name != "vigil_null" else [])
+                run_wrk(url, lua, args.warmup, args.connections, server=srv, allow_bad=True)
+                c0, t0 = [tree_cpu_seconds(p) for p in pids], time.perf_counter()
+                res = run_wrk(url, lua, args.seconds, args.connections, server=srv, allow_bad=True)
+                wall = time.perf_counter() - t0
+                res["cpu"] = {str(p): (tree_cpu_seconds(p) - c) / wall for p, c in zip(pids, c0)}
+                res["docs_s"] = res["rps"] * args.docs
+                res["load"] = float(loadavg().split()[0])
+                runs[name].append(res)
+                log(f"[bench] round {rnd + 1} {name}: {res['docs_s']:,.0f} docs/s, p50 {res['p50_ms']:.1f} ms, "
+                    f"p99 {res['p99_ms']:.1f} ms, bulks with errors {res['bad']:.0f}, cpu {res['cpu']}, wrk cpu "
+                    f"{res['wrk_cpu']:.2f}, load {res['load']:.2f}")
+                if name != "vigil_null":
+                    es("DELETE", f"{esu}/{INDEX}")
+            for name, url, srv, _ in cases[1:]:
+                run_wrk(url, lua, 2, 1, server=srv, allow_bad=True)
+                res = run_wrk(url, lua, args.latency_seconds, 1, server=srv, allow_bad=True)
+                lat[name].append(res)
+                log(f"[bench] round {rnd + 1} latency {name}, 1 connection: p50 {res['p50_ms']:.1f} ms, "
+                    f"p99 {res['p99_ms']:.1f} ms ({res['rps'] * args.docs:,.0f} docs/s)")
+                es("DELETE", f"{esu}/{INDEX}")
+    finally:
+        for s in servers:
+            s.stop()
+        try:
+            es("DELETE", f"{esu}/{INDEX}")
+        except OSError:
+            pass
+
+    med = {k: median_runs([{kk: vv for kk, vv in r.items() if kk != "cpu"} for r in v]) for k, v in runs.items()}
+    mlat = {k: median_runs(v) for k, v in lat.items()}
+    ceiling = sorted(a["docs_s"] / b["docs_s"] for a, b in zip(runs["vigil_null"], runs["es_direct"]))
+    through = sorted(a["docs_s"] / b["docs_s"] for a, b in zip(runs["vigil_es"], runs["es_direct"]))
+    added = sorted((a["p50_ms"] - b["p50_ms"]) / b["p50_ms"] for a, b in zip(lat["vigil_es"], lat["es_direct"]))
+    added99 = sorted((a["p99_ms"] - b["p99_ms"]) / b["p99_ms"] for a, b in zip(lat["vigil_es"], lat["es_direct"]))
+    mid = len(ceiling) // 2
+
+    print(f"_bulk, {args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
+          f"-c{args.connections} -d{args.seconds:g}s after {args.warmup:g} s warm-up, medians of {args.rounds} "
+          f"rounds, nothing pinned, Elasticsearch {info['version']['number']}, load after: {loadavg()}")
+    print(f"| case | docs/s | p50 ms | p99 ms | bulks with errors (median) |")
+    print("|---|---|---|---|---|")
+    labels = {"vigil_null": "(a) through Vigil to null_es (Vigil's ceiling)",
+              "vigil_es": "(b) through Vigil to Elasticsearch",
+              "es_direct": "(c) straight to Elasticsearch"}
+    for k in ("vigil_null", "vigil_es", "es_direct"):
+        m = med[k]
+        print(f"| {labels[k]} | {m['docs_s']:,.0f} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | {m['bad']:.0f} |")
+    print(f"| latency, 1 connection: straight to Elasticsearch | {mlat['es_direct']['rps'] * args.docs:,.0f} | "
+          f"{mlat['es_direct']['p50_ms']:.1f} | {mlat['es_direct']['p99_ms']:.1f} | {mlat['es_direct']['bad']:.0f} |")
+    print(f"| latency, 1 connection: through Vigil to Elasticsearch | {mlat['vigil_es']['rps'] * args.docs:,.0f} | "
+          f"{mlat['vigil_es']['p50_ms']:.1f} | {mlat['vigil_es']['p99_ms']:.1f} | {mlat['vigil_es']['bad']:.0f} |")
+    print(f"Vigil's ceiling / Elasticsearch direct: {ceiling[mid]:.1f}x (per round {', '.join(f'{x:.1f}' for x in ceiling)})")
+    print(f"through Vigil to Elasticsearch / direct: {through[mid]:.2f}x (per round {', '.join(f'{x:.2f}' for x in through)})")
+    print(f"latency Vigil adds, 1 connection, p50: {added[mid] * 100:+.1f}% of direct (per round "
+          f"{', '.join(f'{x * 100:+.1f}%' for x in added)}); p99: {added99[mid] * 100:+.1f}%")
+    if args.json:
+        print(json.dumps({"runs": runs, "latency": lat}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
