@@ -85,9 +85,14 @@ def golden_rows(docs: Sequence[dict] | None, X: np.ndarray, scores: np.ndarray,
 
 
 def check_features(specs: list[dict], bundle_dir: Path, docs: Sequence[dict], X: np.ndarray) -> None:
-    """Python extraction of every golden document must give exactly the model's input rows."""
-    fx = FeatureExtractor(specs, bundle_dir)
-    got = fx.extract_many(docs)
+    """Python extraction of every golden document must give exactly the model's input rows.
+    Bundles with behavioural features replay the documents in order through a fresh state."""
+    from .behaviour import StreamExtractor, is_behavioural
+
+    if any(is_behavioural(s) for s in specs):
+        got = StreamExtractor(specs, bundle_dir).extract_stream(docs)
+    else:
+        got = FeatureExtractor(specs, bundle_dir).extract_many(docs)
     want = np.asarray(X, dtype=np.float32)
     same = (got == want) | (np.isnan(got) & np.isnan(want))
     if not same.all():
