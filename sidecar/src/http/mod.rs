@@ -69,6 +69,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let tokens = Arc::new(auth::Tokens::new(&state.config.auth.tokens));
     let inflight = Arc::new(Semaphore::new(state.config.server.max_concurrent_requests));
+    let guard = (inflight, state.config.server.max_body_bytes);
     Router::new()
         .route("/_vigil/score/{model}", post(score::score))
         .route("/_vigil/models", get(models::list))
@@ -94,22 +95,57 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(bulk::proxy)
         .with_state(state)
-        .layer(middleware::from_fn_with_state(inflight, overload_guard))
+        .layer(middleware::from_fn_with_state(guard, overload_guard))
         .layer(middleware::from_fn_with_state(tokens, auth::require_token))
 }
 
 /// Answers 429 instead of queueing once `max_concurrent_requests` are in flight, so shippers
 /// back off and retry rather than time out.
+///
+/// The refused request's body is read and discarded first (bounded by `max_body_bytes` and a few
+/// seconds): answering while the caller is still sending makes hyper close the connection with
+/// unread bytes, which the caller sees as a reset or, on its next request over that kept-alive
+/// connection, as "closed without response", instead of this 429. If the body could not be read
+/// to its end, the answer says `Connection: close` so the caller does not reuse the connection.
 async fn overload_guard(
-    State(inflight): State<Arc<Semaphore>>,
+    State((inflight, max_body)): State<(Arc<Semaphore>, usize)>,
     request: Request,
     next: Next,
 ) -> Response {
     match inflight.try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::overloaded(
-            "too many concurrent requests (server.max_concurrent_requests); retry later",
-        )
-        .into_response(),
+        Err(_) => {
+            let drained = discard_body(request.into_body(), max_body).await;
+            let mut response = ApiError::overloaded(
+                "too many concurrent requests (server.max_concurrent_requests); retry later",
+            )
+            .into_response();
+            if !drained {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
     }
+}
+
+/// Reads a body to its end without keeping it; false if it was longer than `limit`, broken, or
+/// not finished within 5 s.
+async fn discard_body(body: axum::body::Body, limit: usize) -> bool {
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, limit);
+    let read = async {
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Ok(_)) => {}
+                Some(Err(_)) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .unwrap_or(false)
 }
