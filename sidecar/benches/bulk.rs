@@ -1,0 +1,102 @@
+//! Criterion benchmarks of the drop-in `_bulk` path without the network: a 1,000-document bulk
+//! of authentication events (models/samples/auth-events.ndjson, repeated) through
+//!
+//! - `baseline: serde_json every line`: parsing every NDJSON line into a `serde_json::Value`,
+//!   the least a JSON-aware proxy does (the baseline in the same run);
+//! - `split (bulk::parse)`: Vigil's splitter (action lines parsed, sources only checked);
+//! - `split + rewrite, unrouted`: plus routing with no route matching (every line forwarded
+//!   byte for byte);
+//! - `split + route + score + rewrite`: the embedded default routes send every document to
+//!   `login-risk` (explanations per the embedded policy), results written, body rebuilt.
+//!
+//! `cargo bench --bench bulk` (from `sidecar/`). Throughput is in documents.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::Value;
+use vigil::bundle::ModelRegistry;
+use vigil::config::{Config, Overrides};
+use vigil::rewrite::Scoring;
+
+const DOCS: usize = 1000;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+fn body() -> Bytes {
+    let path = repo().join("models/samples/auth-events.ndjson");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let events: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = String::new();
+    for i in 0..DOCS {
+        out.push_str("{\"index\":{\"_index\":\"vigil-bench-auth\"}}\n");
+        out.push_str(events[i % events.len()]);
+        out.push('\n');
+    }
+    Bytes::from(out)
+}
+
+fn bench(c: &mut Criterion) {
+    let body = body();
+    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
+    let registry = ModelRegistry::new(vec![repo().join("models")]);
+    let report = registry.reload();
+    assert!(
+        registry.get("login-risk").is_some(),
+        "login-risk must load: {report:?}"
+    );
+    let scoring = Scoring {
+        registry: &registry,
+        routes: &config.routes,
+        policy: config.scoring.explain,
+        on_failure: config.bulk.on_scoring_failure,
+    };
+    let no_routes = vigil::route::Routes::compile(&[]).expect("empty routes");
+    let unrouted = Scoring {
+        registry: &registry,
+        routes: &no_routes,
+        policy: config.scoring.explain,
+        on_failure: config.bulk.on_scoring_failure,
+    };
+    let check = scoring.rewrite(vigil::bulk::parse(&body, None).expect("bulk"));
+    assert_eq!(check.stats.scored, DOCS, "every document is scored");
+
+    let mut group = c.benchmark_group("bulk_1000_auth_events");
+    group.throughput(Throughput::Elements(DOCS as u64));
+    group.sample_size(20);
+    group.bench_function("baseline: serde_json every line", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let v: Value = serde_json::from_slice(line).expect("JSON");
+                n += usize::from(v.is_object());
+            }
+            black_box(n)
+        })
+    });
+    group.bench_function("split (bulk::parse)", |b| {
+        b.iter(|| black_box(vigil::bulk::parse(black_box(&body), None).expect("bulk")))
+    });
+    group.bench_function("split + rewrite, unrouted", |b| {
+        b.iter(|| {
+            let entries = vigil::bulk::parse(black_box(&body), None).expect("bulk");
+            black_box(unrouted.rewrite(entries))
+        })
+    });
+    group.bench_function("split + route + score + rewrite", |b| {
+        b.iter(|| {
+            let entries = vigil::bulk::parse(black_box(&body), None).expect("bulk");
+            black_box(scoring.rewrite(entries))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
