@@ -76,10 +76,24 @@ pub struct Explained {
     pub column: usize,
 }
 
-/// Scores `docs` with `bundle`.
+/// Scores `docs` with `bundle`; behavioural features take their `missing` value. Use
+/// [`infer_with`] to give them values from the entity state.
 pub fn infer(
     bundle: &Bundle,
     docs: &[&Value],
+    policy: ExplainPolicy,
+) -> Vec<Result<InferenceResult, DocError>> {
+    infer_with(bundle, docs, None, policy)
+}
+
+/// Behavioural values per document (from [`crate::features::behaviour::BehaviourState::process`]).
+pub type BehaviourValues = std::collections::HashMap<std::sync::Arc<str>, f32>;
+
+/// Scores `docs` with `bundle`, reading behavioural features from `behaviour` (one map per document).
+pub fn infer_with(
+    bundle: &Bundle,
+    docs: &[&Value],
+    behaviour: Option<&[BehaviourValues]>,
     policy: ExplainPolicy,
 ) -> Vec<Result<InferenceResult, DocError>> {
     let f = bundle.n_features();
@@ -87,8 +101,9 @@ pub fn infer(
     let mut row_of: Vec<Result<usize, DocError>> = Vec::with_capacity(docs.len());
     let mut buf = vec![0.0f32; f];
     let mut n = 0;
-    for doc in docs {
-        match bundle.extractor.extract(doc, &mut buf) {
+    for (i, doc) in docs.iter().enumerate() {
+        let context = behaviour.and_then(|b| b.get(i));
+        match bundle.extractor.extract_with(doc, context, &mut buf) {
             Ok(()) => {
                 rows.extend_from_slice(&buf);
                 row_of.push(Ok(n));

@@ -181,7 +181,8 @@ fn score(
             .iter()
             .filter_map(|(_, d)| d.as_ref().ok().cloned())
             .collect();
-        let mut scored = vigil::http::score::score_docs(&bundle, docs, policy, false).into_iter();
+        let mut scored =
+            vigil::http::score::score_docs(&registry, &bundle, docs, policy, false).into_iter();
         for (line, doc) in pending.drain(..) {
             let entry = match doc {
                 Ok(_) => scored.next().expect("one output per document"),

@@ -14,7 +14,7 @@ use crate::bulk::{Entry, ItemError, OpType};
 use crate::bundle::ModelRegistry;
 use crate::config::ScoringFailure;
 use crate::enrich::write_at;
-use crate::inference::{infer, DocError, ExplainPolicy};
+use crate::inference::{infer_with, BehaviourValues, DocError, ExplainPolicy};
 use crate::merge::Slot;
 use crate::route::Routes;
 
@@ -76,6 +76,27 @@ impl Scoring<'_> {
             docs.push(doc);
         }
 
+        // Behavioural features: every routed document is observed once, in event-time order,
+        // for all the models that read it.
+        let bundles: Vec<_> = by_model
+            .keys()
+            .filter_map(|m| self.registry.get(m))
+            .collect();
+        let mut routed: Vec<usize> = by_model.values().flatten().copied().collect();
+        routed.sort_unstable();
+        routed.dedup();
+        let observed: Option<BTreeMap<usize, BehaviourValues>> = {
+            let refs: Vec<&Value> = routed
+                .iter()
+                .map(|&i| docs[i].as_ref().expect("routed documents parsed"))
+                .collect();
+            let bundle_refs: Vec<&crate::bundle::Bundle> =
+                bundles.iter().map(|b| b.as_ref()).collect();
+            self.registry
+                .observe(&refs, &bundle_refs)
+                .map(|values| routed.iter().copied().zip(values).collect())
+        };
+
         // Score each model's documents in one batch.
         let mut results: BTreeMap<usize, Vec<ModelOutcome>> = BTreeMap::new();
         for (model, indices) in &by_model {
@@ -94,7 +115,10 @@ impl Scoring<'_> {
                         .iter()
                         .map(|&i| docs[i].as_ref().expect("routed documents parsed"))
                         .collect();
-                    infer(&bundle, &refs, self.policy)
+                    let context: Option<Vec<BehaviourValues>> = observed
+                        .as_ref()
+                        .map(|o| indices.iter().map(|i| o[i].clone()).collect());
+                    infer_with(&bundle, &refs, context.as_deref(), self.policy)
                         .into_iter()
                         .map(|r| r.map(|r| (bundle.target_field.clone(), r.to_json(&bundle))))
                         .map(|r| r.map(|(target, value)| json!({"target": target, "value": value})))

@@ -62,6 +62,26 @@ pub fn check(bundle: &Bundle, path: &Path, tolerance: f64) -> Result<f64, String
     let f = bundle.n_features();
     let mut rows = Vec::with_capacity(golden.rows.len() * f);
     let mut extracted = vec![0.0f32; f];
+    // Behavioural features: replay the golden documents, in order, through a fresh state.
+    let behaviour_features = bundle.extractor.behaviour_features();
+    let documents: Vec<&Value> = golden
+        .rows
+        .iter()
+        .filter_map(|r| r.document.as_ref())
+        .collect();
+    let replayed =
+        (!behaviour_features.is_empty() && documents.len() == golden.rows.len()).then(|| {
+            let state = crate::features::behaviour::BehaviourState::new(
+                1 << 30,
+                std::time::Duration::from_secs(3600),
+            );
+            // No clock skew in a replay: the golden sequence may lie in the future of this machine.
+            state.process(
+                &documents,
+                &behaviour_features,
+                chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            )
+        });
     for (i, row) in golden.rows.iter().enumerate() {
         if row.features.len() != f {
             return Err(format!(
@@ -73,7 +93,7 @@ pub fn check(bundle: &Bundle, path: &Path, tolerance: f64) -> Result<f64, String
         if let Some(doc) = &row.document {
             bundle
                 .extractor
-                .extract(doc, &mut extracted)
+                .extract_with(doc, replayed.as_ref().map(|r| &r[i]), &mut extracted)
                 .map_err(|e| format!("golden row {i}: {e}"))?;
             for (j, (&got, &want)) in extracted.iter().zip(&reference).enumerate() {
                 if !same_feature(got, want) {

@@ -222,4 +222,28 @@ pub enum TransformSpec {
     HourOfDay,
     DayOfWeek,
     IsWeekend,
+    FirstSeen(BehaviourSpec),
+    Count(BehaviourSpec),
+    DistinctCount(BehaviourSpec),
+    PairCount(BehaviourSpec),
+    SinceLast(BehaviourSpec),
+    VelocityKmh(BehaviourSpec),
+}
+
+/// Parameters of a behavioural (stateful) feature.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourSpec {
+    pub entity: String,
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
+    #[serde(default)]
+    pub when: Option<WhenSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    pub field: String,
+    pub equals: serde_json::Value,
 }

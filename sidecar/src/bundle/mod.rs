@@ -309,9 +309,9 @@ fn build_explainer(
                     TreeShap::covers_from_sample(tree.ensemble(), &routed, reference.len())
                 }
             };
-            Explainer::TreeShap(
+            Explainer::TreeShap(Box::new(
                 TreeShap::new(tree.ensemble(), &covers).map_err(|e| format!("covers: {e}"))?,
-            )
+            ))
         }
         ExplanationMethod::Linear => Explainer::Linear {
             baseline: baseline()?,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -42,6 +43,8 @@ pub struct LoadedModel {
 #[derive(Debug)]
 pub struct ModelRegistry {
     sources: Vec<PathBuf>,
+    /// Per-entity history for behavioural features, shared by every model and request.
+    pub behaviour: crate::features::behaviour::BehaviourState,
     current: ArcSwap<Snapshot>,
     /// Serialises reloads so two of them never interleave their swaps.
     reloading: Mutex<()>,
@@ -50,7 +53,18 @@ pub struct ModelRegistry {
 impl ModelRegistry {
     /// An empty registry over `sources` (each a bundle folder or a folder of bundle folders).
     pub fn new(sources: Vec<PathBuf>) -> Self {
+        Self::with_state_bounds(
+            sources,
+            256 * 1024 * 1024,
+            Duration::from_secs(30 * 24 * 3600),
+        )
+    }
+
+    /// As [`ModelRegistry::new`], with the entity state bounded to `max_bytes` and entries
+    /// expiring after `idle` without events.
+    pub fn with_state_bounds(sources: Vec<PathBuf>, max_bytes: u64, idle: Duration) -> Self {
         ModelRegistry {
+            behaviour: crate::features::behaviour::BehaviourState::new(max_bytes, idle),
             sources,
             current: ArcSwap::from_pointee(Snapshot::default()),
             reloading: Mutex::new(()),
@@ -67,6 +81,23 @@ impl ModelRegistry {
 
     pub fn get(&self, name: &str) -> Option<Arc<Bundle>> {
         self.current.load().models.get(name).cloned()
+    }
+
+    /// Computes the behavioural features `bundles` declare for `docs` (in event-time order) and
+    /// records the documents' events, once per document. One map per document.
+    pub fn observe(
+        &self,
+        docs: &[&serde_json::Value],
+        bundles: &[&Bundle],
+    ) -> Option<Vec<crate::inference::BehaviourValues>> {
+        let features: Vec<_> = bundles
+            .iter()
+            .flat_map(|b| b.extractor.behaviour_features())
+            .collect();
+        if features.is_empty() {
+            return None;
+        }
+        Some(self.behaviour.process(docs, &features, chrono::Utc::now()))
     }
 
     /// Loads every bundle again. Blocking (it reads files and checks golden outputs): call it

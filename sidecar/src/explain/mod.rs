@@ -46,7 +46,7 @@ pub struct Explanation {
 
 #[derive(Debug)]
 pub enum Explainer {
-    TreeShap(TreeShap),
+    TreeShap(Box<TreeShap>),
     Linear {
         baseline: Vec<f32>,
         link: Link,

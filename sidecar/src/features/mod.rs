@@ -3,15 +3,17 @@
 //! A [`FeatureExtractor`] is compiled once per bundle from its manifest; extraction is a pure
 //! function of the document. Wrong types are per-document errors naming the feature and the path.
 
+pub mod behaviour;
 mod source;
 mod transform;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use source::{describe, lookup};
+pub use source::{describe, lookup, lookup_whole};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 
 use crate::bundle::manifest::{FeatureSpec, TransformSpec};
@@ -61,7 +63,7 @@ impl FeatureExtractor {
             if spec.source.paths().is_empty() || spec.source.paths().iter().any(String::is_empty) {
                 errors.push(format!("feature [{}] has an empty source", spec.name));
             }
-            match compile_transform(&spec.transform, dir) {
+            match compile_transform(&spec.transform, spec.source.paths(), dir) {
                 Ok(transform) => features.push(Feature {
                     name: spec.name.clone(),
                     sources: spec.source.paths().to_vec(),
@@ -94,8 +96,31 @@ impl FeatureExtractor {
         self.features.iter().map(|f| f.name.as_str())
     }
 
-    /// Writes the document's feature row into `out` (length = number of features).
+    /// The behavioural features this extractor reads from the entity state.
+    pub fn behaviour_features(&self) -> Vec<Arc<behaviour::BehaviourFeature>> {
+        self.features
+            .iter()
+            .filter_map(|f| match &f.transform {
+                Transform::Behaviour(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Writes the document's feature row into `out` (length = number of features); behavioural
+    /// features take their `missing` value.
     pub fn extract(&self, doc: &Value, out: &mut [f32]) -> Result<(), FeatureError> {
+        self.extract_with(doc, None, out)
+    }
+
+    /// As [`FeatureExtractor::extract`], with behavioural values computed for this document by
+    /// [`behaviour::BehaviourState::process`] (NaN = missing).
+    pub fn extract_with(
+        &self,
+        doc: &Value,
+        behaviour: Option<&HashMap<Arc<str>, f32>>,
+        out: &mut [f32],
+    ) -> Result<(), FeatureError> {
         if !doc.is_object() {
             return Err(FeatureError::NotAnObject {
                 found: describe(doc),
@@ -103,6 +128,14 @@ impl FeatureExtractor {
         }
         debug_assert_eq!(out.len(), self.features.len());
         for (feature, slot) in self.features.iter().zip(out.iter_mut()) {
+            if let Transform::Behaviour(b) = &feature.transform {
+                let v = behaviour
+                    .and_then(|m| m.get(&b.id))
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                *slot = if v.is_nan() { feature.missing } else { v };
+                continue;
+            }
             let found = feature
                 .sources
                 .iter()
@@ -133,8 +166,27 @@ impl FeatureExtractor {
     }
 }
 
-fn compile_transform(spec: &TransformSpec, dir: &Path) -> Result<Transform, String> {
+fn compile_transform(
+    spec: &TransformSpec,
+    sources: &[String],
+    dir: &Path,
+) -> Result<Transform, String> {
+    use behaviour::{BehaviourFeature, Kind, When};
     use TransformSpec as S;
+    let stateful = |kind: Kind, b: &crate::bundle::manifest::BehaviourSpec| {
+        let when = b.when.as_ref().map(|w| When {
+            field: w.field.clone(),
+            equals: w.equals.clone(),
+        });
+        BehaviourFeature::new(
+            kind,
+            b.entity.clone(),
+            when,
+            sources.to_vec(),
+            b.window_seconds,
+        )
+        .map(|f| Transform::Behaviour(Arc::new(f)))
+    };
     let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
     Ok(match spec {
         S::Numeric => Transform::Numeric,
@@ -199,6 +251,12 @@ fn compile_transform(spec: &TransformSpec, dir: &Path) -> Result<Transform, Stri
             }
             Transform::Text(*part, TextOp::InSet(set))
         }
+        S::FirstSeen(b) => stateful(Kind::FirstSeen, b)?,
+        S::Count(b) => stateful(Kind::Count, b)?,
+        S::DistinctCount(b) => stateful(Kind::DistinctCount, b)?,
+        S::PairCount(b) => stateful(Kind::PairCount, b)?,
+        S::SinceLast(b) => stateful(Kind::SinceLast, b)?,
+        S::VelocityKmh(b) => stateful(Kind::VelocityKmh, b)?,
         S::HourOfDay => Transform::Time(TimeOp::HourOfDay),
         S::DayOfWeek => Transform::Time(TimeOp::DayOfWeek),
         S::IsWeekend => Transform::Time(TimeOp::IsWeekend),

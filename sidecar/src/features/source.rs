@@ -12,6 +12,11 @@ pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     (!found.is_null()).then_some(found)
 }
 
+/// As [`lookup`], but an array at the end of the path is returned whole (a `[lon, lat]` point).
+pub fn lookup_whole<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    lookup_in(first_of_array(doc)?, path).filter(|v| !v.is_null())
+}
+
 fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     let object = value.as_object()?;
     if let Some(v) = object.get(path) {

@@ -21,6 +21,8 @@ pub enum Transform {
     },
     Text(UrlPart, TextOp),
     Time(TimeOp),
+    /// Read from the entity state, not from the value (see `behaviour`).
+    Behaviour(std::sync::Arc<super::behaviour::BehaviourFeature>),
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +87,9 @@ impl Transform {
                     expected: "a string",
                 }),
             },
+            Transform::Behaviour(_) => Err(Rejection::Invalid(
+                "behavioural features are computed from the entity state".into(),
+            )),
             Transform::Time(op) => {
                 let ts = timestamp(value)?;
                 Ok(match op {

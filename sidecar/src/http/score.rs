@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use super::error::{json_error, read_body};
 use super::{ApiError, AppState};
 use crate::bundle::Bundle;
+use crate::bundle::ModelRegistry;
 use crate::enrich::write_at;
-use crate::inference::{infer, ExplainPolicy};
+use crate::inference::{infer_with, ExplainPolicy};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -54,10 +55,11 @@ pub async fn score(
     let limit = state.config.server.max_batch_docs;
     let started = std::time::Instant::now();
     let results_only = params.results_only;
+    let registry = state.registry.clone();
     let docs = state
         .on_cpu(move || -> Result<Vec<Value>, ApiError> {
             let docs = parse_docs(&bytes, limit)?;
-            Ok(score_docs(&bundle, docs, policy, results_only))
+            Ok(score_docs(&registry, &bundle, docs, policy, results_only))
         })
         .await??;
     let errors = docs.iter().any(|d| d.get("error").is_some());
@@ -110,15 +112,18 @@ pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<Value>, ApiError> {
     Ok(docs)
 }
 
-/// Scores and enriches documents; one output entry per input, in order.
+/// Scores and enriches documents; one output entry per input, in order. The documents are
+/// observed by the entity state (scoring is ingest: it records their events).
 pub fn score_docs(
+    registry: &ModelRegistry,
     bundle: &Arc<Bundle>,
     docs: Vec<Value>,
     policy: ExplainPolicy,
     results_only: bool,
 ) -> Vec<Value> {
     let refs: Vec<&Value> = docs.iter().collect();
-    let results = infer(bundle, &refs, policy);
+    let observed = registry.observe(&refs, &[bundle.as_ref()]);
+    let results = infer_with(bundle, &refs, observed.as_deref(), policy);
     docs.into_iter()
         .zip(results)
         .map(|(doc, result)| match result {

@@ -23,7 +23,7 @@ pub enum ScoreError {
 /// The engine that runs one bundle's graph.
 #[derive(Debug)]
 pub enum Engine {
-    Tree(TreeGraph),
+    Tree(Box<TreeGraph>),
     Graph(GraphRunner),
 }
 
@@ -37,7 +37,7 @@ impl Engine {
                     tree.n_features()
                 )));
             }
-            Ok(Engine::Tree(tree))
+            Ok(Engine::Tree(Box::new(tree)))
         } else {
             Ok(Engine::Graph(GraphRunner::new(proto, n_features, output)?))
         }

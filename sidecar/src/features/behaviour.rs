@@ -1,0 +1,616 @@
+//! Behavioural features: each document judged against its entity's own history (is this country
+//! new for this user, how many failures preceded it, how fast would they have travelled).
+//!
+//! The contract is in `docs/bundle-format.md` ("Behavioural features"). History lives in a
+//! bounded moka cache weighted in bytes: one *stream* per (entity path, `when` filter, source
+//! path), so features reading the same events share one history (`failures_15m` and
+//! `failures_1h`). Documents are processed in event-time order; a document's features are
+//! computed before its own event is recorded, and it is recorded once per stream however many
+//! models read it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::transform::timestamp;
+use super::{lookup, lookup_whole};
+
+/// At most this many recorded events per entity and stream (the oldest go first).
+pub const MAX_EVENTS_PER_ENTITY: usize = 1024;
+/// Events stamped further ahead of the wall clock are clock skew.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+/// Events older than the entity's newest recorded event by more than this come too late.
+pub const MAX_LATENESS_MS: i64 = 60 * 60 * 1000;
+const DEFAULT_LOOKBACK_MS: i64 = 30 * 24 * 3600 * 1000;
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    FirstSeen,
+    Count,
+    DistinctCount,
+    PairCount,
+    SinceLast,
+    VelocityKmh,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "first_seen" => Kind::FirstSeen,
+            "count" => Kind::Count,
+            "distinct_count" => Kind::DistinctCount,
+            "pair_count" => Kind::PairCount,
+            "since_last" => Kind::SinceLast,
+            "velocity_kmh" => Kind::VelocityKmh,
+            _ => return None,
+        })
+    }
+
+    fn needs_window(self) -> bool {
+        !matches!(self, Kind::SinceLast | Kind::VelocityKmh)
+    }
+}
+
+/// Which events a stream records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct When {
+    pub field: String,
+    pub equals: Value,
+}
+
+/// One behavioural feature, compiled from the manifest.
+#[derive(Debug, Clone)]
+pub struct BehaviourFeature {
+    pub kind: Kind,
+    pub entity: String,
+    pub when: Option<When>,
+    pub sources: Vec<String>,
+    pub window_ms: i64,
+    /// Identifies the history this feature reads (entity, filter, source).
+    pub stream: Arc<str>,
+    /// Identifies the feature's value (stream, kind, window): equal ids share one computation.
+    pub id: Arc<str>,
+}
+
+impl BehaviourFeature {
+    pub fn new(
+        kind: Kind,
+        entity: String,
+        when: Option<When>,
+        sources: Vec<String>,
+        window_seconds: Option<u64>,
+    ) -> Result<Self, String> {
+        if entity.is_empty() {
+            return Err("entity must be a dotted field path".into());
+        }
+        let window_ms = match (window_seconds, kind.needs_window()) {
+            (Some(0), _) => return Err("window_seconds must be at least 1".into()),
+            (Some(s), _) => (s as i64).saturating_mul(1000),
+            (None, false) => DEFAULT_LOOKBACK_MS,
+            (None, true) => return Err("window_seconds is required for this kind".into()),
+        };
+        let when_text = when
+            .as_ref()
+            .map(|w| format!("{}={}", w.field, w.equals))
+            .unwrap_or_default();
+        // Velocity reads locations: its history is kept apart from streams of plain values.
+        let geo = if kind == Kind::VelocityKmh {
+            "geo|"
+        } else {
+            ""
+        };
+        let stream: Arc<str> = format!("{geo}{entity}|{when_text}|{}", sources.join(",")).into();
+        let id: Arc<str> = format!("{stream}|{kind:?}|{window_ms}").into();
+        Ok(BehaviourFeature {
+            kind,
+            entity,
+            when,
+            sources,
+            window_ms,
+            stream,
+            id,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    at: i64,
+    value: Option<String>,
+    location: Option<(f64, f64)>,
+}
+
+/// Why a document's behavioural features were skipped (counted, exported).
+#[derive(Debug, Default, Serialize)]
+pub struct Skipped {
+    pub no_timestamp: AtomicU64,
+    pub no_entity: AtomicU64,
+    pub clock_skew: AtomicU64,
+    pub too_late: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub bad_location: AtomicU64,
+}
+
+impl Skipped {
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        [
+            ("no_timestamp", &self.no_timestamp),
+            ("no_entity", &self.no_entity),
+            ("clock_skew", &self.clock_skew),
+            ("too_late", &self.too_late),
+            ("duplicate", &self.duplicate),
+            ("bad_location", &self.bad_location),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.load(Ordering::Relaxed)))
+        .collect()
+    }
+}
+
+type History = Arc<Mutex<Vec<Record>>>;
+
+/// A stream's history with this document's value and location, when the event is usable.
+type Usable = (History, Option<String>, Option<(f64, f64)>);
+
+/// The entity state shared by every request.
+pub struct BehaviourState {
+    histories: moka::sync::Cache<(Arc<str>, String), History>,
+    pub skipped: Skipped,
+}
+
+impl std::fmt::Debug for BehaviourState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BehaviourState")
+            .field("entries", &self.histories.entry_count())
+            .field("weighted_bytes", &self.histories.weighted_size())
+            .finish()
+    }
+}
+
+/// Approximate bytes an entity's history holds, for the cache's weigher.
+fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
+    let records = history.lock().map(|h| h.capacity()).unwrap_or(0);
+    let values: usize = history
+        .lock()
+        .map(|h| {
+            h.iter()
+                .map(|r| r.value.as_ref().map_or(0, String::capacity))
+                .sum()
+        })
+        .unwrap_or(0);
+    let bytes = 96 + key.1.len() + records * std::mem::size_of::<Record>() + values;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+impl BehaviourState {
+    pub fn new(max_bytes: u64, idle: Duration) -> Self {
+        BehaviourState {
+            histories: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(weigh)
+                .time_to_idle(idle)
+                .build(),
+            skipped: Skipped::default(),
+        }
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.histories.run_pending_tasks();
+        self.histories.entry_count()
+    }
+
+    pub fn weighted_bytes(&self) -> u64 {
+        self.histories.run_pending_tasks();
+        self.histories.weighted_size()
+    }
+
+    /// Computes `features` for `docs` (NaN = missing) and records the documents' events.
+    /// Returns one map per document, feature id → value.
+    pub fn process(
+        &self,
+        docs: &[&Value],
+        features: &[Arc<BehaviourFeature>],
+        now: DateTime<Utc>,
+    ) -> Vec<HashMap<Arc<str>, f32>> {
+        let mut values: Vec<HashMap<Arc<str>, f32>> = vec![HashMap::new(); docs.len()];
+        if features.is_empty() {
+            return values;
+        }
+        // Distinct features and streams among what the models declared.
+        let mut distinct: Vec<&Arc<BehaviourFeature>> = Vec::new();
+        for f in features {
+            if !distinct.iter().any(|d| d.id == f.id) {
+                distinct.push(f);
+            }
+        }
+        let mut streams: Vec<&Arc<BehaviourFeature>> = Vec::new();
+        for f in &distinct {
+            if !streams.iter().any(|s| s.stream == f.stream) {
+                streams.push(f);
+            }
+        }
+        let times: Vec<Option<i64>> = docs
+            .iter()
+            .map(|d| {
+                lookup(d, "@timestamp")
+                    .and_then(|v| timestamp(v).ok())
+                    .map(|t| t.timestamp_millis())
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..docs.len()).collect();
+        order.sort_by_key(|&i| times[i].unwrap_or(i64::MIN));
+        let now_ms = now.timestamp_millis();
+        for i in order {
+            let doc = docs[i];
+            let Some(at) = times[i] else {
+                self.skipped.no_timestamp.fetch_add(1, Ordering::Relaxed);
+                for f in &distinct {
+                    values[i].insert(f.id.clone(), f32::NAN);
+                }
+                continue;
+            };
+            if at > now_ms + MAX_FUTURE_SKEW_MS {
+                self.skipped.clock_skew.fetch_add(1, Ordering::Relaxed);
+                for f in &distinct {
+                    values[i].insert(f.id.clone(), f32::NAN);
+                }
+                continue;
+            }
+            // Per stream: find the history, decide whether this event is usable.
+            let mut usable: HashMap<&str, Usable> = HashMap::new();
+            for s in &streams {
+                let Some(entity) = lookup(doc, &s.entity).map(text) else {
+                    self.skipped.no_entity.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let (value, location) = if s.kind == Kind::VelocityKmh {
+                    // A point may be a `[lon, lat]` array: read it whole.
+                    let source = s.sources.iter().find_map(|p| lookup_whole(doc, p));
+                    let location = match source {
+                        Some(v) => {
+                            let loc = location(v);
+                            if loc.is_none() {
+                                self.skipped.bad_location.fetch_add(1, Ordering::Relaxed);
+                            }
+                            loc
+                        }
+                        None => None,
+                    };
+                    (source.map(text), location)
+                } else {
+                    (
+                        s.sources.iter().find_map(|p| lookup(doc, p)).map(text),
+                        None,
+                    )
+                };
+                let history = self.histories.get_with((s.stream.clone(), entity), || {
+                    Arc::new(Mutex::new(Vec::new()))
+                });
+                let state = history.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(newest) = state.last() {
+                    if newest.at - at > MAX_LATENESS_MS {
+                        self.skipped.too_late.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                if state.iter().any(|r| r.at == at && r.value == value) {
+                    self.skipped.duplicate.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                drop(state);
+                usable.insert(&s.stream, (history, value, location));
+            }
+            // Compute, then record.
+            for f in &distinct {
+                let v = match usable.get(&*f.stream) {
+                    Some((history, value, location)) => {
+                        let h = history.lock().unwrap_or_else(|e| e.into_inner());
+                        compute(f, &h, at, value.as_deref(), *location)
+                    }
+                    None => f32::NAN,
+                };
+                values[i].insert(f.id.clone(), v);
+            }
+            for s in &streams {
+                let Some((history, value, location)) = usable.remove(&*s.stream) else {
+                    continue;
+                };
+                let recorded = match &s.when {
+                    None => true,
+                    Some(w) => lookup(doc, &w.field).is_some_and(|v| *v == w.equals),
+                };
+                if !recorded {
+                    continue;
+                }
+                let key_entity = lookup(doc, &s.entity).map(text).unwrap_or_default();
+                {
+                    let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+                    let pos = h.partition_point(|r| r.at <= at);
+                    h.insert(
+                        pos,
+                        Record {
+                            at,
+                            value,
+                            location,
+                        },
+                    );
+                    if h.len() > MAX_EVENTS_PER_ENTITY {
+                        let excess = h.len() - MAX_EVENTS_PER_ENTITY;
+                        h.drain(..excess);
+                    }
+                }
+                // Re-insert so the weigher sees the new size.
+                self.histories
+                    .insert((s.stream.clone(), key_entity), history);
+            }
+        }
+        values
+    }
+}
+
+fn compute(
+    f: &BehaviourFeature,
+    history: &[Record],
+    at: i64,
+    value: Option<&str>,
+    location: Option<(f64, f64)>,
+) -> f32 {
+    let from = at - f.window_ms;
+    let window = || history.iter().filter(move |r| r.at >= from && r.at <= at);
+    match f.kind {
+        Kind::FirstSeen => match value {
+            None => f32::NAN,
+            Some(v) => f32::from(u8::from(!window().any(|r| r.value.as_deref() == Some(v)))),
+        },
+        Kind::Count => window().count() as f32,
+        Kind::DistinctCount => {
+            let mut seen: Vec<&str> = window().filter_map(|r| r.value.as_deref()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len() as f32
+        }
+        Kind::PairCount => match value {
+            None => f32::NAN,
+            Some(v) => window().filter(|r| r.value.as_deref() == Some(v)).count() as f32,
+        },
+        Kind::SinceLast => window()
+            .next_back()
+            .map_or(f32::NAN, |r| ((at - r.at) as f64 / 3_600_000.0) as f32),
+        Kind::VelocityKmh => {
+            let (Some(here), Some(last)) = (location, window().rfind(|r| r.location.is_some()))
+            else {
+                return f32::NAN;
+            };
+            let there = last.location.expect("filtered");
+            let hours = ((at - last.at).max(60_000)) as f64 / 3_600_000.0;
+            (haversine_km(there, here) / hours) as f32
+        }
+    }
+}
+
+/// Text form of a key or value: strings as they are, other scalars as JSON renders them.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `{lat, lon}`, `"lat,lon"` or `[lon, lat]`; `None` when absent or absurd.
+pub fn location(v: &Value) -> Option<(f64, f64)> {
+    let (lat, lon) = match v {
+        Value::Object(o) => (o.get("lat")?.as_f64()?, o.get("lon")?.as_f64()?),
+        Value::String(s) => {
+            let (a, b) = s.split_once(',')?;
+            (a.trim().parse().ok()?, b.trim().parse().ok()?)
+        }
+        Value::Array(a) if a.len() == 2 => (a[1].as_f64()?, a[0].as_f64()?),
+        _ => return None,
+    };
+    (lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0)
+        .then_some((lat, lon))
+}
+
+pub fn haversine_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn feature(
+        kind: Kind,
+        entity: &str,
+        source: &str,
+        window: Option<u64>,
+        when: Option<When>,
+    ) -> Arc<BehaviourFeature> {
+        Arc::new(
+            BehaviourFeature::new(kind, entity.into(), when, vec![source.into()], window).unwrap(),
+        )
+    }
+
+    fn at(minute: i64) -> String {
+        DateTime::from_timestamp(1_767_225_600 + minute * 60, 0)
+            .unwrap()
+            .to_rfc3339()
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + 100_000 * 60, 0).unwrap()
+    }
+
+    #[test]
+    fn features_see_only_earlier_events_and_share_streams() {
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let failure = Some(When {
+            field: "event.outcome".into(),
+            equals: json!("failure"),
+        });
+        let f15 = feature(
+            Kind::Count,
+            "user.name",
+            "user.name",
+            Some(900),
+            failure.clone(),
+        );
+        let f60 = feature(Kind::Count, "user.name", "user.name", Some(3600), failure);
+        let new_country = feature(
+            Kind::FirstSeen,
+            "user.name",
+            "source.geo.country_iso_code",
+            Some(86400),
+            None,
+        );
+        let docs: Vec<Value> = vec![
+            json!({"@timestamp": at(20), "user": {"name": "a"}, "event": {"outcome": "failure"}, "source": {"geo": {"country_iso_code": "FR"}}}),
+            json!({"@timestamp": at(0), "user": {"name": "a"}, "event": {"outcome": "failure"}, "source": {"geo": {"country_iso_code": "FR"}}}),
+            json!({"@timestamp": at(30), "user": {"name": "a"}, "event": {"outcome": "success"}, "source": {"geo": {"country_iso_code": "DE"}}}),
+        ];
+        let refs: Vec<&Value> = docs.iter().collect();
+        let v = state.process(
+            &refs,
+            &[f15.clone(), f60.clone(), new_country.clone()],
+            now(),
+        );
+        // In event time: doc1 (t0), doc0 (t20), doc2 (t30).
+        assert_eq!(v[1][&f60.id], 0.0);
+        assert_eq!(v[0][&f60.id], 1.0);
+        assert_eq!(v[0][&f15.id], 1.0);
+        assert_eq!(v[2][&f60.id], 2.0);
+        assert_eq!(v[2][&f15.id], 1.0, "t0 is outside [t30 - 15m, t30]");
+        assert_eq!(v[1][&new_country.id], 1.0);
+        assert_eq!(v[0][&new_country.id], 0.0);
+        assert_eq!(v[2][&new_country.id], 1.0);
+    }
+
+    #[test]
+    fn velocity_distinct_pairs_and_since_last() {
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let success = Some(When {
+            field: "event.outcome".into(),
+            equals: json!("success"),
+        });
+        let speed = feature(
+            Kind::VelocityKmh,
+            "user.name",
+            "source.geo.location",
+            None,
+            success.clone(),
+        );
+        let since = feature(Kind::SinceLast, "user.name", "user.name", None, success);
+        let users = feature(
+            Kind::DistinctCount,
+            "source.ip",
+            "user.name",
+            Some(3600),
+            None,
+        );
+        let pairs = feature(
+            Kind::PairCount,
+            "email.from.address",
+            "email.to.address",
+            Some(86400),
+            None,
+        );
+        let paris = json!({"lat": 48.8566, "lon": 2.3522});
+        let docs = [
+            json!({"@timestamp": at(0), "user": {"name": "a"}, "event": {"outcome": "success"}, "source": {"ip": "1.1.1.1", "geo": {"location": paris}}}),
+            json!({"@timestamp": at(60), "user": {"name": "a"}, "event": {"outcome": "success"}, "source": {"ip": "1.1.1.1", "geo": {"location": [-74.006, 40.7128]}}}),
+            json!({"@timestamp": at(61), "user": {"name": "b"}, "source": {"ip": "1.1.1.1", "geo": {"location": "95,0"}}}),
+            json!({"@timestamp": at(62), "email": {"from": {"address": "x"}, "to": {"address": "y"}}}),
+            json!({"@timestamp": at(63), "email": {"from": {"address": "x"}, "to": {"address": "y"}}}),
+        ];
+        let refs: Vec<&Value> = docs.iter().collect();
+        let v = state.process(
+            &refs,
+            &[speed.clone(), since.clone(), users.clone(), pairs.clone()],
+            now(),
+        );
+        assert!(v[0][&speed.id].is_nan());
+        let km = haversine_km((48.8566, 2.3522), (40.7128, -74.006));
+        assert!(
+            (v[1][&speed.id] as f64 - km).abs() < 1.0,
+            "{} vs {km}",
+            v[1][&speed.id]
+        );
+        assert!((5800.0..5900.0).contains(&km));
+        assert_eq!(v[1][&since.id], 1.0);
+        assert_eq!(v[2][&users.id], 1.0, "user a seen from this IP before");
+        assert!(v[2][&speed.id].is_nan(), "absurd latitude is no location");
+        assert_eq!(v[3][&pairs.id], 0.0);
+        assert_eq!(v[4][&pairs.id], 1.0);
+        assert_eq!(state.skipped.bad_location.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn bad_input_is_missing_counted_and_not_recorded() {
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let count = feature(Kind::Count, "user.name", "user.name", Some(8_640_000), None);
+        let late_base = at(500);
+        let docs = [
+            json!({"user": {"name": "a"}}),
+            json!({"@timestamp": "not a date", "user": {"name": "a"}}),
+            json!({"@timestamp": at(1)}),
+            json!({"@timestamp": at(200_000), "user": {"name": "a"}}),
+            json!({"@timestamp": late_base, "user": {"name": "a"}}),
+            json!({"@timestamp": at(500), "user": {"name": "a"}}),
+            json!({"@timestamp": at(10), "user": {"name": "a"}}),
+            json!({"@timestamp": at(470), "user": {"name": "a"}}),
+        ];
+        let refs: Vec<&Value> = docs.iter().collect();
+        let v = state.process(&refs, std::slice::from_ref(&count), now());
+        for i in [0, 1, 2, 3, 5] {
+            assert!(v[i][&count.id].is_nan(), "doc {i}: {:?}", v[i]);
+        }
+        // In event time: t10, t470, t500, then t500 again (a duplicate).
+        assert_eq!(v[6][&count.id], 0.0);
+        assert_eq!(v[7][&count.id], 1.0);
+        assert_eq!(v[4][&count.id], 2.0);
+        let s = state.skipped.snapshot();
+        assert_eq!(s["no_timestamp"], 2);
+        assert_eq!(s["no_entity"], 1);
+        assert_eq!(s["clock_skew"], 1);
+        assert_eq!(s["duplicate"], 1);
+        assert_eq!(
+            s["too_late"], 0,
+            "sorted by time, t10 comes first: no lateness"
+        );
+        // A later request bringing a too-late event.
+        let late = [json!({"@timestamp": at(5), "user": {"name": "a"}})];
+        let v = state.process(&[&late[0]], std::slice::from_ref(&count), now());
+        assert!(v[0][&count.id].is_nan());
+        assert_eq!(state.skipped.snapshot()["too_late"], 1);
+    }
+
+    #[test]
+    fn state_stays_within_its_byte_bound() {
+        let state = BehaviourState::new(200_000, Duration::from_secs(3600));
+        let count = feature(Kind::Count, "user.name", "user.name", Some(3600), None);
+        for batch in 0..20 {
+            let docs: Vec<Value> = (0..1000)
+                .map(|u| json!({"@timestamp": at(batch), "user": {"name": format!("user-{batch}-{u}")}}))
+                .collect();
+            let refs: Vec<&Value> = docs.iter().collect();
+            state.process(&refs, std::slice::from_ref(&count), now());
+        }
+        assert!(
+            state.weighted_bytes() <= 200_000,
+            "{}",
+            state.weighted_bytes()
+        );
+        assert!(state.entries() < 20_000);
+    }
+}
