@@ -12,6 +12,7 @@
 //! - [`enrich`]: results are written into the document in the Elasticsearch `inference` shape.
 //! - [`http`]: the axum surface: scoring API, KServe v2, model admin, Elasticsearch-shaped errors.
 //! - [`startup`]: builds the application and binds it.
+//! - [`setup`]: `vigil setup` installs templates, pipelines and Kibana assets.
 pub mod bundle;
 pub mod config;
 pub mod enrich;
@@ -22,4 +23,5 @@ pub mod fields;
 pub mod http;
 pub mod inference;
 pub mod score;
+pub mod setup;
 pub mod startup;
