@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod es_inference;
 pub mod kserve;
 pub mod models;
 pub mod score;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     let inflight = Arc::new(Semaphore::new(state.config.server.max_concurrent_requests));
     Router::new()
         .route("/_vigil/score/{model}", post(score::score))
+        .route("/_vigil/es/inference", post(es_inference::es_inference))
         .route("/_vigil/models", get(models::list))
         .route("/_vigil/models/_reload", post(models::reload))
         .route("/_vigil/health/live", get(models::live))
