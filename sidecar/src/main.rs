@@ -232,7 +232,11 @@ fn setup(
                 println!("dry run: nothing was changed; this is what setup would do");
             }
             for change in &report.changes {
-                println!("{change}");
+                if dry_run {
+                    println!("(dry run) {change}");
+                } else {
+                    println!("{change}");
+                }
             }
             ExitCode::SUCCESS
         }
