@@ -1,17 +1,25 @@
 //! Vigil scores security events with ML models while they are indexed, explains every score,
 //! and hunts compromised accounts in the indexed data.
 //!
-//! Modules follow a document through the ingest path, in order:
+//! Modules follow a document through the ingest path, in order (see `ARCHITECTURE.md`):
 //!
-//! - [`config`]: typed, validated configuration (raw serde structs become checked values).
-//! - [`bundle`]: model bundles on disk: manifest, checks (hash, width, golden outputs), the
-//!   registry that swaps them atomically on reload.
-//! - [`features`]: a JSON document becomes a feature row (dotted ECS paths, transforms).
+//! - [`http`]: the axum surface: drop-in Elasticsearch endpoint, scoring API, KServe v2, model
+//!   admin, Elasticsearch-shaped errors.
+//! - [`bulk`]: a `_bulk` body becomes items, split over `Bytes`; bad lines fail in place.
+//! - [`route`]: target index and field conditions decide which models score a document.
+//! - [`features`]: a JSON document becomes a feature row (dotted ECS paths, transforms, and the
+//!   per-entity behavioural state).
 //! - [`score`]: a batch of rows becomes scores: our own tree-ensemble evaluator, tract for other graphs.
 //! - [`explain`]: scores become per-feature contributions (TreeSHAP, linear, sampled Shapley).
-//! - [`enrich`]: results are written into the document in the Elasticsearch `inference` shape.
-//! - [`http`]: the axum surface: scoring API, KServe v2, model admin, Elasticsearch-shaped errors.
-//! - [`startup`]: builds the application and binds it.
+//! - [`inference`]: one batch through one bundle, per-document results in the `inference` shape.
+//! - [`enrich`]: results are written into the document at `ml.inference.<model>`.
+//! - [`rewrite`]: the body to forward: untouched lines byte for byte, scored ones re-serialised.
+//! - [`forward`]: the raw HTTP client to Elasticsearch, a deadline on every call.
+//! - [`merge`]: Elasticsearch's items and Vigil's failed items, in request order; `filter_path`.
+//!
+//! Around the path: [`bundle`] (model bundles, checks, atomic reload), [`config`] (validated
+//! configuration), [`es`] (clients to Elasticsearch), [`fields`] (every field name Vigil writes),
+//! [`setup`] (`vigil setup`: templates, pipelines, Kibana assets), [`startup`] (build and bind).
 pub mod bulk;
 pub mod bundle;
 pub mod config;
@@ -27,4 +35,5 @@ pub mod merge;
 pub mod rewrite;
 pub mod route;
 pub mod score;
+pub mod setup;
 pub mod startup;

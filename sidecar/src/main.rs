@@ -53,6 +53,29 @@ enum Command {
     },
     /// Validate a configuration file and print every problem at once.
     CheckConfig { file: Option<PathBuf> },
+    /// Install index templates, ingest pipelines (where the cluster supports them) and, with
+    /// --kibana, Kibana assets; idempotent, refuses to downgrade.
+    Setup {
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Folder holding mappings/, pipelines/ and kibana/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Kibana base URL; imports kibana/ (saved objects, detection rules) with the
+        /// Elasticsearch credentials from the configuration.
+        #[arg(long)]
+        kibana: Option<url::Url>,
+        /// URL at which Elasticsearch reaches Vigil, for pipelines/_inference endpoints.
+        #[arg(long)]
+        vigil_url: Option<url::Url>,
+        /// Environment variable holding the token Elasticsearch presents to Vigil
+        /// (default: the first of the configuration's auth tokens).
+        #[arg(long)]
+        vigil_token_env: Option<String>,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +109,14 @@ fn main() -> ExitCode {
         Command::Models {
             command: ModelsCommand::Check { dirs },
         } => check_models(dirs),
+        Command::Setup {
+            config,
+            root,
+            kibana,
+            vigil_url,
+            vigil_token_env,
+            dry_run,
+        } => setup(config, root, kibana, vigil_url, vigil_token_env, dry_run),
         Command::CheckConfig { file } => match Config::load(file.as_deref(), &Overrides::default())
         {
             Ok(_) => {
@@ -135,6 +166,85 @@ fn serve(config: Option<PathBuf>, overrides: Overrides) -> ExitCode {
             }
         }
     })
+}
+
+fn setup(
+    config: Option<PathBuf>,
+    root: PathBuf,
+    kibana: Option<url::Url>,
+    vigil_url: Option<url::Url>,
+    vigil_token_env: Option<String>,
+    dry_run: bool,
+) -> ExitCode {
+    use vigil::setup;
+    let config = match Config::load(config.as_deref(), &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let assets = match setup::load(&root) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let vigil_token = match vigil_token_env {
+        Some(var) => match std::env::var(&var) {
+            Ok(t) => Some(vigil::config::Secret::new(t.trim())),
+            Err(_) => {
+                eprintln!("--vigil-token-env: environment variable [{var}] is not set");
+                return ExitCode::from(2);
+            }
+        },
+        None => config.auth.tokens.first().cloned(),
+    };
+    let clients = vigil::es::client(&config.elasticsearch).and_then(|es| {
+        let http = match &kibana {
+            Some(_) => Some(vigil::es::http_client(&config.elasticsearch)?),
+            None => None,
+        };
+        Ok((es, http))
+    });
+    let (es, http) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = setup::Options {
+        kibana: kibana.zip(http).map(|(url, http)| setup::KibanaTarget {
+            url,
+            authorization: vigil::es::authorization(&config.elasticsearch),
+            http,
+        }),
+        vigil_url,
+        vigil_token,
+        dry_run,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(setup::apply(&es, &assets, &options)) {
+        Ok(report) => {
+            if dry_run {
+                println!("dry run: nothing was changed; this is what setup would do");
+            }
+            for change in &report.changes {
+                if dry_run {
+                    println!("(dry run) {change}");
+                } else {
+                    println!("{change}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn score(

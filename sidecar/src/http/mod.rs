@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod error;
+pub mod es_inference;
 pub mod kserve;
 pub mod models;
 pub mod score;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     let guard = (inflight, state.config.server.max_body_bytes);
     Router::new()
         .route("/_vigil/score/{model}", post(score::score))
+        .route("/_vigil/es/inference", post(es_inference::es_inference))
         .route("/_vigil/models", get(models::list))
         .route("/_vigil/models/_reload", post(models::reload))
         .route("/_vigil/health/live", get(models::live))
