@@ -501,3 +501,60 @@ fn graph_runs_nodes_around_the_tree() {
     assert_eq!(margins, [1.0, 3.0]);
     assert!(TreeGraph::from_onnx(&m, "nope").is_err());
 }
+
+#[test]
+fn double_thresholds_compare_exactly() {
+    // 0.1 is not an f32: 0.1f32 is slightly above it, so `x <= 0.1` is false for x = 0.1f32
+    // when the threshold is the f64 0.1, and true when it is the f32 0.1.
+    let mut b = Builder::default();
+    b.branch(0, 0, 0, "BRANCH_LEQ", 0.0, 1, 2, false);
+    b.leaf(0, 1, &[(0, 1.0)]);
+    b.leaf(0, 2, &[(0, 2.0)]);
+    let tensor = |name: &str, v: Vec<f64>| AttributeProto {
+        name: name.into(),
+        r#type: 4,
+        t: Some(tract_onnx::pb::TensorProto {
+            dims: vec![v.len() as i64],
+            data_type: 11,
+            double_data: v,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut node = b.regressor(1, vec![]);
+    node.attribute
+        .retain(|a| a.name != "nodes_values" && a.name != "target_weights");
+    node.attribute
+        .push(tensor("nodes_values_as_tensor", vec![0.1, 0.0, 0.0]));
+    node.attribute
+        .push(tensor("target_weights_as_tensor", vec![1.0, 2.0]));
+    let e = TreeEnsemble::from_node(&node).unwrap();
+    assert!(e.double_precision && e.is_compiled());
+    assert_eq!(eval(&e, 0.1f32), 2.0);
+    assert_eq!(eval(&e, 0.099_999_99), 1.0);
+    let mut rows = vec![0.1f32; 9];
+    rows[3] = 0.05;
+    let mut out = vec![0.0f32; 9];
+    e.predict(&rows, 9, 1, &mut out, None);
+    assert_eq!(out, [2.0, 2.0, 2.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]);
+}
+
+#[test]
+fn unrequested_zipmap_is_ignored_and_requested_zipmap_is_refused() {
+    let mut b = Builder::default();
+    b.branch(0, 0, 0, "BRANCH_LEQ", 0.5, 1, 2, false);
+    b.leaf(0, 1, &[(0, 0.2)]);
+    b.leaf(0, 2, &[(0, 0.9)]);
+    let zipmap = NodeProto {
+        op_type: "ZipMap".into(),
+        domain: "ai.onnx.ml".into(),
+        input: vec!["probabilities".into()],
+        output: vec!["output_probability".into()],
+        ..Default::default()
+    };
+    let m = model(vec![b.classifier(&[0, 1], vec![]), zipmap], 1);
+    let g = TreeGraph::from_onnx(&m, "probabilities").unwrap();
+    assert_eq!(g.n_outputs(), 2);
+    let err = TreeGraph::from_onnx(&m, "output_probability").unwrap_err();
+    assert!(err.to_string().contains("ZipMap"), "{err}");
+}
