@@ -12,6 +12,9 @@
 //! - [`enrich`]: results are written into the document in the Elasticsearch `inference` shape.
 //! - [`http`]: the axum surface: scoring API, KServe v2, model admin, Elasticsearch-shaped errors.
 //! - [`startup`]: builds the application and binds it.
+//!
+//! Beside the ingest path, [`rules`] hunts compromised accounts in the indexed data (alerts,
+//! per-user risk).
 pub mod bundle;
 pub mod config;
 pub mod enrich;
@@ -21,5 +24,6 @@ pub mod features;
 pub mod fields;
 pub mod http;
 pub mod inference;
+pub mod rules;
 pub mod score;
 pub mod startup;
