@@ -69,6 +69,13 @@ enum RulesCommand {
         #[arg(long, env = "VIGIL_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Print the Kibana detection-rule NDJSON promoting these rules' alerts
+    /// (the committed copy is kibana/detection-rules.ndjson).
+    Kibana {
+        dir: Option<PathBuf>,
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Run every due rule once against Elasticsearch (checkpoints and leases as the scheduler
     /// does), then the risk job, and print one line per rule.
     Run {
@@ -123,6 +130,9 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Check { dir, config },
         } => rules_check(dir, config),
+        Command::Rules {
+            command: RulesCommand::Kibana { dir, config },
+        } => rules_kibana(dir, config),
         Command::Rules {
             command:
                 RulesCommand::Run {
@@ -333,6 +343,16 @@ fn load_rules(
         eprintln!("{e}");
         ExitCode::from(2)
     })
+}
+
+fn rules_kibana(dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    match load_rules(dir, config) {
+        Ok(rules) => {
+            print!("{}", vigil::rules::kibana::detection_rules_ndjson(&rules));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
 }
 
 fn rules_check(dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {

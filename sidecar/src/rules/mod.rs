@@ -13,6 +13,7 @@ pub mod doc;
 pub mod esapi;
 pub mod eval;
 pub mod filter;
+pub mod kibana;
 pub mod mitre;
 pub mod query;
 pub mod risk;
