@@ -14,7 +14,7 @@
 //! - [`startup`]: builds the application and binds it.
 //!
 //! Beside the ingest path, [`rules`] hunts compromised accounts in the indexed data (alerts,
-//! per-user risk).
+//! per-user risk), and [`normalize`] maps identity-provider events onto the ECS fields rules read.
 pub mod bundle;
 pub mod config;
 pub mod enrich;
@@ -24,6 +24,7 @@ pub mod features;
 pub mod fields;
 pub mod http;
 pub mod inference;
+pub mod normalize;
 pub mod rules;
 pub mod score;
 pub mod startup;
