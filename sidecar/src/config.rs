@@ -209,7 +209,7 @@ impl RulesConfig {
             max_catchup: self.max_catchup,
             lease: self.lease,
             replica: self.replica_id.clone(),
-            refresh: "false".into(),
+            refresh: "wait_for".into(),
             risk_interval: self.risk_interval,
             risk_lookback: self.risk_lookback,
         }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::doc::{self, Event};
 use super::esapi::{indices, Es, EsError};
 use super::eval::{self, Finding, Stats, Window, MAX_EVENT_IDS};
-use super::schema::{Kind, NewTerms, Rare, Rule, Threshold};
+use super::schema::{GeoVelocity, Kind, NewTerms, Rare, Rule, Threshold};
 
 /// Where and how much a run reads.
 #[derive(Debug, Clone)]
@@ -60,10 +60,11 @@ pub async fn run(
             eval::evaluate(rule, &events, window)
         }
         Kind::GeoVelocity(g) => {
-            // Events without a location are read too, so they can be counted as skipped.
-            let events = q
-                .events(window.start - g.previous_within, window.end, vec![])
-                .await?;
+            // The window's events (those without a location too, so they are counted as
+            // skipped), then only each of their users' latest earlier sign-ins.
+            let mut events = q.events(window.start, window.end, vec![]).await?;
+            let prior = q.previous_locations(g, window, &events).await?;
+            events.extend(prior);
             eval::evaluate(rule, &events, window)
         }
         Kind::Score(s) => {
@@ -222,6 +223,64 @@ impl Q<'_> {
             after = hits.last().and_then(|h| h.get("sort")).cloned();
             if hits.len() < self.opts.page_size {
                 break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// For the entities seen in the window, their latest located, non-allowlisted events in
+    /// `[window start − previous_within, window start)`: a `terms` aggregation over those
+    /// entities with `top_hits`, so the cost follows the window's users, not the look-back.
+    async fn previous_locations(
+        &self,
+        g: &GeoVelocity,
+        window: Window,
+        current: &[Event],
+    ) -> Result<Vec<Event>, EsError> {
+        let entity = &self.rule.entity;
+        let entities: BTreeSet<String> = current.iter().filter_map(|e| e.key(entity)).collect();
+        let entities: Vec<String> = entities.into_iter().collect();
+        let mut must_not = Vec::new();
+        if !g.allow_asns.is_empty() {
+            must_not.push(json!({"terms": {"source.as.number": g.allow_asns}}));
+        }
+        if let Some(f) = &g.allow_field {
+            must_not.push(json!({"term": {f: true}}));
+        }
+        let mut out = Vec::new();
+        for chunk in entities.chunks(500) {
+            let extra = json!({"bool": {
+                "filter": [{"terms": {entity: chunk}}, {"exists": {"field": g.location_field}}],
+                "must_not": must_not,
+            }});
+            let body = json!({
+                "size": 0,
+                "track_total_hits": false,
+                "query": self.query(window.start - g.previous_within, window.start, vec![extra]),
+                "aggs": {"e": {
+                    "terms": {"field": entity, "size": chunk.len()},
+                    // A few, because address allowlists are applied in memory (the field may
+                    // not be mapped as `ip`).
+                    "aggs": {"last": {"top_hits": {"size": 3, "sort": [{"@timestamp": {"order": "desc", "format": "epoch_millis"}}]}}}
+                }}
+            });
+            let resp = self.search("previous sign-ins", &body).await?;
+            for b in resp
+                .pointer("/aggregations/e/buckets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for h in b
+                    .pointer("/last/hits/hits")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(e) = hit_event(h) {
+                        out.push(e);
+                    }
+                }
             }
         }
         Ok(out)

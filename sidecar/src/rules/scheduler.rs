@@ -34,7 +34,9 @@ pub struct EngineSettings {
     pub lease: TimeDelta,
     /// This replica's name in leases.
     pub replica: String,
-    /// `refresh` for alert writes (`false` in production; tests use `wait_for`).
+    /// `refresh` for alert writes. `wait_for` (the default) makes a window's alerts visible to the
+    /// next window's suppression check even when catch-up runs windows back to back; it only
+    /// costs anything when a window wrote alerts.
     pub refresh: String,
     /// Per-user risk: how often and over how many days of alerts.
     pub risk_interval: TimeDelta,
@@ -51,7 +53,7 @@ impl Default for EngineSettings {
             max_catchup: 12,
             lease: TimeDelta::minutes(5),
             replica: default_replica(),
-            refresh: "false".into(),
+            refresh: "wait_for".into(),
             risk_interval: TimeDelta::hours(1),
             risk_lookback: TimeDelta::days(30),
         }
