@@ -46,12 +46,35 @@ struct RawConfig {
     bulk: RawBulk,
     #[serde(default)]
     routes: Option<Vec<crate::route::RawRoute>>,
+    #[serde(default)]
+    rules: RawRules,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBulk {
     on_scoring_failure: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    events_index: Option<String>,
+    alerts_index: Option<String>,
+    risk_index: Option<String>,
+    state_index: Option<String>,
+    interval: Option<String>,
+    lookback: Option<String>,
+    max_catchup: Option<u32>,
+    lease: Option<String>,
+    tick: Option<String>,
+    page_size: Option<usize>,
+    max_events: Option<usize>,
+    replica_id: Option<String>,
+    risk_interval: Option<String>,
+    risk_lookback: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +149,27 @@ const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("bulk", &["on_scoring_failure"]),
+    (
+        "rules",
+        &[
+            "enabled",
+            "dir",
+            "events_index",
+            "alerts_index",
+            "risk_index",
+            "state_index",
+            "interval",
+            "lookback",
+            "max_catchup",
+            "lease",
+            "tick",
+            "page_size",
+            "max_events",
+            "replica_id",
+            "risk_interval",
+            "risk_lookback",
+        ],
+    ),
 ];
 
 /// Keys of each `[[routes]]` entry.
@@ -140,6 +184,7 @@ pub struct Config {
     pub elasticsearch: EsConfig,
     pub bulk: BulkConfig,
     pub routes: crate::route::Routes,
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +199,51 @@ pub enum ScoringFailure {
     Forward,
     /// Return it to the caller as a failed item (fail-closed).
     Reject,
+}
+
+/// The rule engine (`[rules]`): where rules live, what they read and write, how they are scheduled.
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Run the scheduler inside `vigil serve`.
+    pub enabled: bool,
+    pub dir: PathBuf,
+    /// Comma-separated index patterns the rules search (default `logs-*`).
+    pub events_index: Vec<String>,
+    pub alerts_index: String,
+    pub risk_index: String,
+    pub state_index: String,
+    pub defaults: crate::rules::RuleDefaults,
+    pub max_catchup: u32,
+    pub lease: chrono::TimeDelta,
+    pub tick: std::time::Duration,
+    pub page_size: usize,
+    pub max_events: usize,
+    pub replica_id: String,
+    pub risk_interval: chrono::TimeDelta,
+    pub risk_lookback: chrono::TimeDelta,
+}
+
+impl RulesConfig {
+    /// The engine settings these values describe.
+    pub fn engine_settings(&self) -> crate::rules::scheduler::EngineSettings {
+        crate::rules::scheduler::EngineSettings {
+            alerts_index: self.alerts_index.clone(),
+            state_index: self.state_index.clone(),
+            risk_index: self.risk_index.clone(),
+            query: crate::rules::query::QueryOptions {
+                events_index: self.events_index.clone(),
+                page_size: self.page_size,
+                max_events: self.max_events,
+                keep_alive: "1m".into(),
+            },
+            max_catchup: self.max_catchup,
+            lease: self.lease,
+            replica: self.replica_id.clone(),
+            refresh: "wait_for".into(),
+            risk_interval: self.risk_interval,
+            risk_lookback: self.risk_lookback,
+        }
+    }
 }
 
 /// How Vigil reaches Elasticsearch (forwarding, setup, rules, warm start).
@@ -393,6 +483,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             crate::route::Routes::default()
         }
     };
+    let rules = validate_rules(raw.rules, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -411,6 +502,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             elasticsearch: elasticsearch.expect("no errors"),
             bulk: BulkConfig { on_scoring_failure },
             routes,
+            rules,
         })
     } else {
         Err(errors)
@@ -511,6 +603,88 @@ fn validate_es(raw: RawElasticsearch, errors: &mut Vec<String>) -> Option<EsConf
     })
 }
 
+fn validate_rules(raw: RawRules, errors: &mut Vec<String>) -> RulesConfig {
+    let mut duration = |key: &str, v: Option<String>, default: chrono::TimeDelta| match v {
+        None => default,
+        Some(text) => crate::rules::schema::parse_duration(&text).unwrap_or_else(|m| {
+            errors.push(format!("rules.{key} {m}"));
+            default
+        }),
+    };
+    let interval = duration("interval", raw.interval, chrono::TimeDelta::minutes(5));
+    let lookback = duration("lookback", raw.lookback, chrono::TimeDelta::minutes(10));
+    let lease = duration("lease", raw.lease, chrono::TimeDelta::minutes(5));
+    let tick = duration("tick", raw.tick, chrono::TimeDelta::seconds(10));
+    let risk_interval = duration(
+        "risk_interval",
+        raw.risk_interval,
+        chrono::TimeDelta::hours(1),
+    );
+    let risk_lookback = duration(
+        "risk_lookback",
+        raw.risk_lookback,
+        chrono::TimeDelta::days(30),
+    );
+    let events_index: Vec<String> = raw
+        .events_index
+        .unwrap_or_else(|| "logs-*".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if events_index.is_empty() {
+        errors.push("rules.events_index is empty".into());
+    }
+    let mut name = |key: &str, v: Option<String>, default: &str| {
+        let v = v.unwrap_or_else(|| default.to_string());
+        if v.is_empty()
+            || v.contains(['*', ',', ' ', '/', '\\'])
+            || v.starts_with(['_', '-', '+'])
+            || v != v.to_lowercase()
+        {
+            errors.push(format!("rules.{key} [{v}] is not a valid index name"));
+        }
+        v
+    };
+    let alerts_index = name("alerts_index", raw.alerts_index, "logs-vigil.alert-default");
+    let risk_index = name("risk_index", raw.risk_index, "vigil-risk-score-latest");
+    let state_index = name("state_index", raw.state_index, "vigil-rules-state");
+    let page_size = raw.page_size.unwrap_or(1000);
+    if !(1..=10_000).contains(&page_size) {
+        errors.push(format!("rules.page_size {page_size} must be 1..=10000"));
+    }
+    let max_events = raw.max_events.unwrap_or(1_000_000);
+    if max_events == 0 {
+        errors.push("rules.max_events must be at least 1".into());
+    }
+    let max_catchup = raw.max_catchup.unwrap_or(12);
+    if max_catchup == 0 {
+        errors.push("rules.max_catchup must be at least 1".into());
+    }
+    if lookback < interval {
+        errors.push("rules.lookback must be at least rules.interval".into());
+    }
+    RulesConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        dir: raw.dir.unwrap_or_else(|| PathBuf::from("rules")),
+        events_index,
+        alerts_index,
+        risk_index,
+        state_index,
+        defaults: crate::rules::RuleDefaults { interval, lookback },
+        max_catchup,
+        lease,
+        tick: tick.to_std().unwrap_or(std::time::Duration::from_secs(10)),
+        page_size,
+        max_events,
+        replica_id: raw
+            .replica_id
+            .unwrap_or_else(crate::rules::scheduler::default_replica),
+        risk_interval,
+        risk_lookback,
+    }
+}
+
 /// One token per line or comma-separated; blank lines and `#` comments ignored.
 fn parse_tokens(text: &str) -> Vec<Secret> {
     text.lines()
@@ -553,6 +727,28 @@ mod tests {
     fn all_value_errors_are_reported_together() {
         let err = Config::parse(
             "[server]\nlisten = \"nowhere\"\nmax_batch_docs = 0\n[scoring]\nexplain = \"sometimes\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn rules_section_defaults_and_errors() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert!(!c.rules.enabled);
+        assert_eq!(c.rules.events_index, vec!["logs-*".to_string()]);
+        assert_eq!(c.rules.alerts_index, "logs-vigil.alert-default");
+        let err = Config::parse(
+            "[rules]\ninterval = \"5 min\"\nalerts_index = \"Bad*\"\nmax_catchup = 0\nfoo = 1\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown key [rules.foo]"), "{err}");
+        let err = Config::parse(
+            "[rules]\ninterval = \"5 min\"\nalerts_index = \"Bad*\"\nmax_catchup = 0\n",
             "t.toml",
             &Overrides::default(),
         )

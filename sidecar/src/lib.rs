@@ -20,6 +20,10 @@
 //! Around the path: [`bundle`] (model bundles, checks, atomic reload), [`config`] (validated
 //! configuration), [`es`] (clients to Elasticsearch), [`fields`] (every field name Vigil writes),
 //! [`setup`] (`vigil setup`: templates, pipelines, Kibana assets), [`startup`] (build and bind).
+//!
+//! Beside the ingest path, [`normalize`] maps identity-provider events (Okta, Entra ID, Windows,
+//! sshd) onto the ECS fields features and rules read, and [`rules`] hunts compromised accounts in
+//! the indexed data (`scheduler → query → evaluate → alert`, then per-user risk).
 pub mod bulk;
 pub mod bundle;
 pub mod config;
@@ -32,8 +36,10 @@ pub mod forward;
 pub mod http;
 pub mod inference;
 pub mod merge;
+pub mod normalize;
 pub mod rewrite;
 pub mod route;
+pub mod rules;
 pub mod score;
 pub mod setup;
 pub mod startup;

@@ -76,6 +76,47 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Detection rules: validate them, or run them once.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate every rule file in DIR (default: [rules] dir, else `rules`) and run each rule's
+    /// example events through it; non-zero exit on any problem.
+    Check {
+        dir: Option<PathBuf>,
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the Kibana detection-rule NDJSON promoting these rules' alerts
+    /// (the committed copy is kibana/detection-rules.ndjson).
+    Kibana {
+        dir: Option<PathBuf>,
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run every due rule once against Elasticsearch (checkpoints and leases as the scheduler
+    /// does), then the risk job, and print one line per rule.
+    Run {
+        /// Required: there is no other mode yet; the scheduler runs inside `vigil serve`.
+        #[arg(long)]
+        once: bool,
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Rules folder, overriding the configuration.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Pretend it is this time (RFC 3339), for replaying a period.
+        #[arg(long)]
+        now: Option<String>,
+        /// Only this rule (repeatable).
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +158,22 @@ fn main() -> ExitCode {
             vigil_token_env,
             dry_run,
         } => setup(config, root, kibana, vigil_url, vigil_token_env, dry_run),
+        Command::Rules {
+            command: RulesCommand::Check { dir, config },
+        } => rules_check(dir, config),
+        Command::Rules {
+            command: RulesCommand::Kibana { dir, config },
+        } => rules_kibana(dir, config),
+        Command::Rules {
+            command:
+                RulesCommand::Run {
+                    once,
+                    config,
+                    dir,
+                    now,
+                    rules,
+                },
+        } => rules_run(once, config, dir, now, rules),
         Command::CheckConfig { file } => match Config::load(file.as_deref(), &Overrides::default())
         {
             Ok(_) => {
@@ -379,4 +436,164 @@ fn check_models(dirs: Vec<PathBuf>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn load_rules(
+    dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<Vec<vigil::rules::Rule>, ExitCode> {
+    let (dir, defaults) = match (dir, Config::load(config.as_deref(), &Overrides::default())) {
+        (Some(d), Ok(c)) => (d, c.rules.defaults),
+        (None, Ok(c)) => (c.rules.dir, c.rules.defaults),
+        (_, Err(e)) => {
+            eprintln!("{e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    vigil::rules::load_dir(&dir, &defaults).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn rules_kibana(dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    match load_rules(dir, config) {
+        Ok(rules) => {
+            print!("{}", vigil::rules::kibana::detection_rules_ndjson(&rules));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn rules_check(dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let rules = match load_rules(dir, config) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut failed = 0;
+    for rule in &rules {
+        let outcomes = vigil::rules::eval::check_examples(rule);
+        let bad: Vec<_> = outcomes.iter().filter(|o| !o.passed()).collect();
+        if bad.is_empty() {
+            println!(
+                "ok       {} ({}, {} example(s))",
+                rule.id,
+                rule.kind.name(),
+                outcomes.len()
+            );
+        } else {
+            failed += 1;
+            for o in bad {
+                println!(
+                    "FAILED   {}: {}: example [{}]: expected alerts for {:?}, got {:?} {:?}",
+                    rule.file.display(),
+                    o.rule,
+                    o.example,
+                    o.expected,
+                    o.got,
+                    o.reasons
+                );
+            }
+        }
+    }
+    println!("{} rule(s), {failed} failing", rules.len());
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn rules_run(
+    once: bool,
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    now: Option<String>,
+    only: Vec<String>,
+) -> ExitCode {
+    if !once {
+        eprintln!("usage: vigil rules run --once [--config F] [--dir D] [--now T] [--rule ID]...; the scheduler itself runs inside `vigil serve` with [rules] enabled = true");
+        return ExitCode::from(2);
+    }
+    let config = match Config::load(config.as_deref(), &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = match now
+        .as_deref()
+        .map(|t| vigil::rules::doc::parse_time(&serde_json::json!(t)))
+    {
+        None => chrono::Utc::now(),
+        Some(Some(t)) => t,
+        Some(None) => {
+            eprintln!("--now: not an RFC 3339 time");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = dir.unwrap_or_else(|| config.rules.dir.clone());
+    let mut rules = match vigil::rules::load_dir(&dir, &config.rules.defaults) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !only.is_empty() {
+        rules.retain(|r| only.contains(&r.id));
+        if rules.len() != only.len() {
+            eprintln!("unknown rule id among {only:?}");
+            return ExitCode::from(2);
+        }
+    }
+    let client = match vigil::es::client(&config.elasticsearch) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut settings = config.rules.engine_settings();
+    settings.refresh = "wait_for".into();
+    let engine =
+        vigil::rules::scheduler::Engine::new(vigil::rules::esapi::Es::new(client), rules, settings);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let mut failed = 0;
+        for r in engine.run_due(now).await {
+            match (&r.error, &r.skipped) {
+                (Some(e), _) => {
+                    failed += 1;
+                    println!("error    {}: {e}", r.rule);
+                }
+                (None, Some(why)) => println!("skipped  {}: {why}", r.rule),
+                (None, None) => println!(
+                    "ran      {}: {} window(s), {} alert(s) written, {} already present, {} suppressed, {} event(s) skipped{}",
+                    r.rule,
+                    r.windows,
+                    r.alerts_written,
+                    r.alerts_existing,
+                    r.suppressed,
+                    r.stats.skipped_total(),
+                    if r.missed_windows > 0 { format!(", {} missed window(s)", r.missed_windows) } else { String::new() }
+                ),
+            }
+        }
+        match vigil::rules::risk::run_due(&engine, now).await {
+            Ok(Some(n)) => println!("risk     {n} user(s) scored"),
+            Ok(None) => println!("risk     not due"),
+            Err(e) => {
+                failed += 1;
+                println!("error    risk: {e}");
+            }
+        }
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
 }

@@ -19,6 +19,29 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     _watcher: Option<notify::RecommendedWatcher>,
+    rules: Option<RuleScheduler>,
+}
+
+/// The rule scheduler task: ingest never waits on it; shutdown lets its current run finish.
+struct RuleScheduler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Loads the rules (an invalid rule fails startup, naming file, rule and field) and spawns the
+/// scheduler.
+fn start_rules(config: &Config) -> anyhow::Result<RuleScheduler> {
+    let rc = &config.rules;
+    let rules = crate::rules::load_dir(&rc.dir, &rc.defaults)?;
+    let client = crate::es::client(&config.elasticsearch)?;
+    let engine = Arc::new(crate::rules::scheduler::Engine::new(
+        crate::rules::esapi::Es::new(client),
+        rules,
+        rc.engine_settings(),
+    ));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.serve(rc.tick, rx));
+    Ok(RuleScheduler { stop, task })
 }
 
 impl Application {
@@ -42,6 +65,11 @@ impl Application {
             None
         };
         reload_on_sighup(registry.clone());
+        let rules = if config.rules.enabled {
+            Some(start_rules(&config).context("cannot start the rule engine")?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot bind {}", config.server.listen))?;
@@ -52,6 +80,7 @@ impl Application {
             listener,
             state: AppState::new(registry, config, Some(Arc::new(upstream))),
             _watcher: watcher,
+            rules,
         })
     }
 
@@ -71,9 +100,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
-        axum::serve(self.listener, router(self.state))
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        if let Some(rules) = self.rules {
+            let _ = rules.stop.send(true);
+            let _ = rules.task.await;
+        }
+        served
     }
 }
 
