@@ -300,6 +300,8 @@ pub struct ConfigError {
 pub struct Overrides {
     pub listen: Option<String>,
     pub model_paths: Vec<PathBuf>,
+    /// Elasticsearch URL (the binary fills it from `--es-url` / `VIGIL_ES_URL`).
+    pub es_url: Option<String>,
 }
 
 impl Config {
@@ -465,7 +467,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
         tracing::warn!("authentication is disabled on a non-loopback listener");
     }
 
-    let elasticsearch = validate_es(raw.elasticsearch, &mut errors);
+    let elasticsearch = validate_es(raw.elasticsearch, overrides.es_url.clone(), &mut errors);
     let on_scoring_failure = match raw.bulk.on_scoring_failure.as_deref() {
         None | Some("forward") => ScoringFailure::Forward,
         Some("reject") => ScoringFailure::Reject,
@@ -545,9 +547,12 @@ fn read_secret(
     }
 }
 
-fn validate_es(raw: RawElasticsearch, errors: &mut Vec<String>) -> Option<EsConfig> {
-    let text = std::env::var("VIGIL_ES_URL")
-        .ok()
+fn validate_es(
+    raw: RawElasticsearch,
+    url_override: Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<EsConfig> {
+    let text = url_override
         .or(raw.url)
         .unwrap_or_else(|| "http://127.0.0.1:9200".to_string());
     let url = match url::Url::parse(&text) {

@@ -138,6 +138,7 @@ fn main() -> ExitCode {
             Overrides {
                 listen,
                 model_paths: models,
+                ..env_overrides()
             },
         ),
         Command::Score {
@@ -174,8 +175,7 @@ fn main() -> ExitCode {
                     rules,
                 },
         } => rules_run(once, config, dir, now, rules),
-        Command::CheckConfig { file } => match Config::load(file.as_deref(), &Overrides::default())
-        {
+        Command::CheckConfig { file } => match Config::load(file.as_deref(), &env_overrides()) {
             Ok(_) => {
                 println!("configuration is valid");
                 ExitCode::SUCCESS
@@ -197,6 +197,15 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Overrides every command takes from the environment: `VIGIL_ES_URL` points Vigil at another
+/// Elasticsearch without editing the configuration (the demo and the tests use it).
+fn env_overrides() -> Overrides {
+    Overrides {
+        es_url: std::env::var("VIGIL_ES_URL").ok().filter(|s| !s.is_empty()),
+        ..Overrides::default()
+    }
 }
 
 fn serve(config: Option<PathBuf>, overrides: Overrides) -> ExitCode {
@@ -234,7 +243,7 @@ fn setup(
     dry_run: bool,
 ) -> ExitCode {
     use vigil::setup;
-    let config = match Config::load(config.as_deref(), &Overrides::default()) {
+    let config = match Config::load(config.as_deref(), &env_overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -442,7 +451,7 @@ fn load_rules(
     dir: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> Result<Vec<vigil::rules::Rule>, ExitCode> {
-    let (dir, defaults) = match (dir, Config::load(config.as_deref(), &Overrides::default())) {
+    let (dir, defaults) = match (dir, Config::load(config.as_deref(), &env_overrides())) {
         (Some(d), Ok(c)) => (d, c.rules.defaults),
         (None, Ok(c)) => (c.rules.dir, c.rules.defaults),
         (_, Err(e)) => {
@@ -516,7 +525,7 @@ fn rules_run(
         eprintln!("usage: vigil rules run --once [--config F] [--dir D] [--now T] [--rule ID]...; the scheduler itself runs inside `vigil serve` with [rules] enabled = true");
         return ExitCode::from(2);
     }
-    let config = match Config::load(config.as_deref(), &Overrides::default()) {
+    let config = match Config::load(config.as_deref(), &env_overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -59,15 +59,25 @@ impl Scoring<'_> {
         out.stats.items = entries.len();
         // Parse the sources that may be scored; route them.
         let mut docs: Vec<Option<Value>> = Vec::with_capacity(entries.len());
+        let mut normalized = vec![false; entries.len()];
         let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, entry) in entries.iter().enumerate() {
-            let doc = match entry {
+            let mut doc = match entry {
                 Entry::Item(item) if matches!(item.op, OpType::Index | OpType::Create) => item
                     .source_line
                     .as_ref()
                     .and_then(|s| serde_json::from_slice::<Value>(s).ok()),
                 _ => None,
             };
+            // Identity-provider events onto the ECS fields models and rules read. A recognised
+            // event missing its essentials is left as sent (and scored or not as it stands).
+            if let Some(d) = doc.as_mut() {
+                match crate::normalize::normalize(d) {
+                    Ok(crate::normalize::Source::Unchanged) => {}
+                    Ok(_) => normalized[i] = true,
+                    Err(e) => tracing::debug!(error = %e, "event not normalised"),
+                }
+            }
             if let (Some(d), Entry::Item(item)) = (&doc, entry) {
                 for model in self.routes.models_for(&item.index, d) {
                     by_model.entry(model.to_string()).or_default().push(i);
@@ -139,6 +149,13 @@ impl Scoring<'_> {
                 Entry::Item(item) => item,
             };
             let mut source = item.source_line.clone();
+            if normalized[i] && !results.contains_key(&i) {
+                if let Some(doc) = &docs[i] {
+                    source = Some(Bytes::from(
+                        serde_json::to_vec(doc).expect("JSON values serialise"),
+                    ));
+                }
+            }
             if let Some(outcomes) = results.remove(&i) {
                 let Some(Value::Object(mut doc)) = docs[i].take() else {
                     unreachable!("scored documents are objects")

@@ -324,3 +324,53 @@ async fn elasticsearch_unreachable_answers_503_so_callers_retry() {
     assert_eq!(s, 503);
     assert_eq!(out["error"]["type"], "connect_exception");
 }
+
+#[tokio::test]
+async fn raw_okta_events_are_normalised_on_the_drop_in_path_and_then_routed() {
+    // Route on a field only the normaliser writes: the document is scored only if it was
+    // normalised first.
+    let app = drop_in(
+        &[&bundle("logreg_binary")],
+        "\n[[routes]]\nmodel = \"logreg_binary\"\nwhen = { field = \"event.provider\", equals = \"okta\" }\n",
+    )
+    .await;
+    let index = unique_index("vigil-okta");
+    let okta = json!({
+        "uuid": "e1", "published": "2026-05-01T11:58:00.000Z", "eventType": "user.session.start",
+        "actor": {"id": "00u1", "alternateId": "alice@corp.example", "type": "User"},
+        "client": {"ipAddress": "203.0.113.5", "userAgent": {"rawUserAgent": "Mozilla/5.0"},
+            "geographicalContext": {"country": "France", "city": "Paris", "geolocation": {"lat": 48.85, "lon": 2.35}}},
+        "outcome": {"result": "FAILURE", "reason": "INVALID_CREDENTIALS"}
+    });
+    let unknown = json!({"message": "not an identity event"});
+    let body = ndjson(&[
+        json!({"index": {"_index": index, "_id": "okta"}}),
+        okta,
+        json!({"index": {"_index": index, "_id": "other"}}),
+        unknown.clone(),
+    ]);
+    let (status, _, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["errors"], false, "{out}");
+    let got: Value = reqwest::get(format!("{}/{index}/_doc/okta", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = &got["_source"];
+    assert_eq!(s["user"]["name"], "alice@corp.example", "{got}");
+    assert_eq!(s["event"]["outcome"], "failure");
+    assert_eq!(s["eventType"], "user.session.start", "original fields stay");
+    assert!(
+        s["ml"]["inference"]["logreg_binary"]["score"].is_f64(),
+        "routed after normalisation"
+    );
+    let other: Value = reqwest::get(format!("{}/{index}/_doc/other", es_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["_source"], unknown);
+}

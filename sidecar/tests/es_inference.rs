@@ -264,6 +264,7 @@ async fn overload_answers_429_with_retry_after() {
         registry,
         config: Arc::new(config),
         cpu: Arc::new(tokio::sync::Semaphore::new(0)),
+        upstream: None,
     };
     let request = axum::http::Request::post("/_vigil/es/inference")
         .header("content-type", "application/json")

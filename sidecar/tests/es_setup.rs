@@ -150,6 +150,7 @@ fn scored_documents() -> Vec<(String, Value)> {
             .expect("a complete golden row");
         doc["@timestamp"] = json!("2025-01-01T00:00:00Z");
         let out = vigil::http::score::score_docs(
+            &registry,
             &b,
             vec![doc],
             vigil::inference::ExplainPolicy::All,
