@@ -37,8 +37,9 @@ step "helm chart"
 tests/chart.sh
 
 step "end-to-end tests (real clients, faults with counts, bad input; own Elasticsearch nodes)"
-cargo build --release --locked --bin vigil
-.venv/bin/python -m pytest tests/e2e
+# The binary `cargo test` built (Vigil's own crate is optimised in the dev profile).
+cargo build --locked --bin vigil
+VIGIL_BIN="$REPO/target/debug/vigil" .venv/bin/python -m pytest tests/e2e
 
 step "fuzzing (bounded)"
 tests/fuzz.sh "${VIGIL_FUZZ_SECONDS:-30}"
