@@ -29,6 +29,17 @@ fn read_ca(cfg: &EsConfig) -> Result<Option<Vec<u8>>, EsSetupError> {
         .transpose()
 }
 
+fn ca_error(cfg: &EsConfig, e: &dyn std::fmt::Display) -> EsSetupError {
+    EsSetupError::Ca {
+        path: cfg
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        reason: e.to_string(),
+    }
+}
+
 /// The official client.
 pub fn client(cfg: &EsConfig) -> Result<Elasticsearch, EsSetupError> {
     let pool = SingleNodeConnectionPool::new(cfg.url.clone());
@@ -46,14 +57,7 @@ pub fn client(cfg: &EsConfig) -> Result<Elasticsearch, EsSetupError> {
         None => {}
     }
     if let Some(pem) = read_ca(cfg)? {
-        let cert = Certificate::from_pem(&pem).map_err(|e| EsSetupError::Ca {
-            path: cfg
-                .ca_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(cfg, &e))?;
         builder = builder.cert_validation(CertificateValidation::Full(cert));
     }
     let transport = builder
@@ -71,14 +75,7 @@ pub fn http_client(cfg: &EsConfig) -> Result<reqwest::Client, EsSetupError> {
         .no_gzip()
         .redirect(reqwest::redirect::Policy::none());
     if let Some(pem) = read_ca(cfg)? {
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| EsSetupError::Ca {
-            path: cfg
-                .ca_file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| ca_error(cfg, &e))?;
         builder = builder
             .add_root_certificate(cert)
             .tls_built_in_root_certs(false);

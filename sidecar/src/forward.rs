@@ -91,6 +91,32 @@ impl Upstream {
         request.send().await.map_err(|e| self.error(&e))
     }
 
+    /// Sends and reads the whole answer: its status, the headers relayed back, and the body.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        caller: &HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), ApiError> {
+        let response = self.send(method, path, query, caller, body).await?;
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let headers = returned_headers(response.headers());
+        let body = response.bytes().await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_exception",
+                format!(
+                    "reading Elasticsearch's answer failed: {}; retry",
+                    without_url(&e)
+                ),
+            )
+        })?;
+        Ok((status, headers, body))
+    }
+
     fn error(&self, e: &reqwest::Error) -> ApiError {
         let host = self.base.host_str().unwrap_or("?");
         if e.is_timeout() {

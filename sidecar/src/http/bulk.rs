@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::error::read_body;
 use super::{ApiError, AppState};
 use crate::bulk::{parse, BulkError};
-use crate::forward::{returned_headers, Upstream};
+use crate::forward::Upstream;
 use crate::merge::{filter_path, merge};
 use crate::rewrite::{Rewritten, Scoring};
 
@@ -173,8 +173,8 @@ async fn bulk_inner(
         let stream =
             futures::stream::iter(rewritten.chunks.into_iter().map(Ok::<_, std::io::Error>));
         let path = uri.path().to_string();
-        let response = upstream
-            .send(
+        let (status, returned, bytes) = upstream
+            .exchange(
                 method,
                 &path,
                 query.as_deref(),
@@ -182,15 +182,6 @@ async fn bulk_inner(
                 reqwest::Body::wrap_stream(stream),
             )
             .await?;
-        let status = response.status();
-        let returned = returned_headers(response.headers());
-        let bytes = response.bytes().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_exception",
-                format!("reading Elasticsearch's bulk answer failed: {e}; retry"),
-            )
-        })?;
         if !status.is_success() {
             // The whole request failed upstream (429, 503, 413 …): the caller gets exactly that,
             // and retries the whole request.
@@ -223,10 +214,9 @@ async fn bulk_inner(
     Ok((StatusCode::OK, response_headers, merged.to_string()).into_response())
 }
 
-fn passthrough(status: reqwest::StatusCode, headers: HeaderMap, body: Bytes) -> Response {
+fn passthrough(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
-    *response.status_mut() =
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
 }
@@ -287,8 +277,8 @@ pub async fn single_doc(
                 None => format!("filter_path={f}"),
             }),
         };
-        let response = upstream
-            .send(
+        let (status, returned, bytes) = upstream
+            .exchange(
                 method,
                 uri.path(),
                 query.as_deref(),
@@ -296,15 +286,6 @@ pub async fn single_doc(
                 reqwest::Body::from(document),
             )
             .await?;
-        let status = response.status();
-        let returned = returned_headers(response.headers());
-        let bytes = response.bytes().await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_exception",
-                format!("{e}"),
-            )
-        })?;
         Ok::<_, ApiError>(passthrough(status, returned, bytes))
     }
     .await;
