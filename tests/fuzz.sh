@@ -13,8 +13,14 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.1
 fi
+log=$(mktemp /tmp/vigil-fuzz.XXXXXX.log)
 for target in feature_extraction bulk_parse; do
   echo "fuzz: $target for ${SECONDS_EACH}s"
-  cargo +nightly fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 2>&1 | tail -n 3
+  if ! cargo +nightly fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzz: $target failed (crash reproducer, if any, under sidecar/fuzz/artifacts/$target)" >&2
+    exit 1
+  fi
+  grep -E '^(Done|#[0-9]+ +DONE)' "$log" | tail -n 1 || tail -n 2 "$log"
 done
 echo "fuzz: no crash in $(( SECONDS_EACH * 2 ))s of fuzzing"

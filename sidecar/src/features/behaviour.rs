@@ -488,7 +488,7 @@ mod tests {
         // In event time: doc1 (t0), doc0 (t20), doc2 (t30).
         assert_eq!(v[1][&f60.id], 0.0);
         assert_eq!(v[0][&f60.id], 1.0);
-        assert_eq!(v[0][&f15.id], 1.0);
+        assert_eq!(v[0][&f15.id], 0.0, "t0 is outside [t20 - 15m, t20]");
         assert_eq!(v[2][&f60.id], 2.0);
         assert_eq!(v[2][&f15.id], 1.0, "t0 is outside [t30 - 15m, t30]");
         assert_eq!(v[1][&new_country.id], 1.0);
