@@ -53,14 +53,15 @@ for _ in $(seq 1 100); do
   kill -0 $VIGIL_PID 2>/dev/null || { cat "$LOG"; exit 1; }
   sleep 0.2
 done
-curl -sf "$VIGIL/_vigil/models" | python3 -c '
+curl -sf "$VIGIL/_vigil/models" >/tmp/vigil-demo-models.json
+python3 - /tmp/vigil-demo-models.json <<'PY'
 import json, sys
-r = json.load(sys.stdin)
+r = json.load(open(sys.argv[1]))
 for m in r["models"]:
-    print(f"  {m[\"name\"]} {m[\"version\"]}: {len(m[\"features\"])} features, {m[\"engine\"]}, explanations {m[\"explanation\"][\"method\"]}")
+    print(f'  {m["name"]} {m["version"]}: {len(m["features"])} features, {m["engine"]}, explanations {m["explanation"]["method"]}')
 for x in r["refused"]:
-    print(f"  REFUSED {x[\"dir\"]}: {x[\"reason\"]}")
-'
+    print(f'  REFUSED {x["dir"]}: {x["reason"]}')
+PY
 
 say "sending the sample events through $VIGIL/_bulk"
 for sample in auth-events urls; do
