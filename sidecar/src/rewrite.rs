@@ -53,7 +53,17 @@ pub struct Scoring<'a> {
     pub on_failure: ScoringFailure,
 }
 
-impl Scoring<'_> {
+impl<'a> Scoring<'a> {
+    /// Scoring as the configuration sets it (routes, explanation policy, failure policy).
+    pub fn configured(registry: &'a ModelRegistry, config: &'a crate::config::Config) -> Self {
+        Scoring {
+            registry,
+            routes: &config.routes,
+            policy: config.scoring.explain,
+            on_failure: config.bulk.on_scoring_failure,
+        }
+    }
+
     pub fn rewrite(&self, entries: Vec<Entry>) -> Rewritten {
         let mut out = Rewritten::default();
         out.stats.items = entries.len();

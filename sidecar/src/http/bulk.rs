@@ -156,13 +156,7 @@ async fn bulk_inner(
                     config.server.max_batch_docs
                 )));
             }
-            let scoring = Scoring {
-                registry: &registry,
-                routes: &config.routes,
-                policy: config.scoring.explain,
-                on_failure: config.bulk.on_scoring_failure,
-            };
-            Ok(scoring.rewrite(entries))
+            Ok(Scoring::configured(&registry, &config).rewrite(entries))
         })
         .await??;
     tracing::debug!(stats = ?rewritten.stats, "bulk rewritten");
@@ -252,13 +246,7 @@ pub async fn single_doc(
             .on_cpu(move || -> Result<Rewritten, ApiError> {
                 let entries = parse(&Bytes::from(framed), Some(&index))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                let scoring = Scoring {
-                    registry: &registry,
-                    routes: &config.routes,
-                    policy: config.scoring.explain,
-                    on_failure: config.bulk.on_scoring_failure,
-                };
-                Ok(scoring.rewrite(entries))
+                Ok(Scoring::configured(&registry, &config).rewrite(entries))
             })
             .await??;
         if let Some(crate::merge::Slot::Local(e)) = rewritten.slots.first() {
