@@ -135,25 +135,19 @@ impl Explainer {
                 let rows = tree.ensemble_rows(rows, n);
                 let cols = shap.n_margins();
                 let width = n_features + 1;
-                let mut buf = vec![0.0f64; cols * width];
-                Ok(rows
-                    .chunks_exact(n_features)
-                    .take(n)
-                    .map(|row| {
-                        shap.shap_row(row, &mut buf);
-                        Explanation {
-                            contributions: buf
-                                .chunks_exact(width)
-                                .map(|c| c[..n_features].to_vec())
-                                .collect(),
-                            expected_value: buf
-                                .chunks_exact(width)
-                                .map(|c| c[n_features])
-                                .collect(),
-                            method: "tree_shap",
-                            approximate: false,
-                            space: Space::Margin,
-                        }
+                let mut buf = vec![0.0f64; n * cols * width];
+                shap.shap_batch(&rows, n, &mut buf);
+                Ok(buf
+                    .chunks_exact(cols * width)
+                    .map(|doc| Explanation {
+                        contributions: doc
+                            .chunks_exact(width)
+                            .map(|c| c[..n_features].to_vec())
+                            .collect(),
+                        expected_value: doc.chunks_exact(width).map(|c| c[n_features]).collect(),
+                        method: "tree_shap",
+                        approximate: false,
+                        space: Space::Margin,
                     })
                     .collect())
             }

@@ -20,12 +20,16 @@ use crate::score::tree::{MarginColumn, NodeKind, TreeEnsemble, TreeError};
 const MAX_TABLE_K: usize = 12;
 /// Total table entries across the ensemble (f64): 8 M = 64 MiB.
 const TABLE_BUDGET: usize = 8 << 20;
+/// The bits of -1.0, for branch-free selection.
+const MINUS_ONE: u64 = 0xBFF0_0000_0000_0000;
+/// Rows explained together by [`TreeShap::shap_batch`].
+const BLOCK: usize = 32;
 /// u64 masks hold the features of a path.
 const MAX_PATH_FEATURES: usize = 64;
 
 #[derive(Clone, Debug)]
 struct SNode {
-    /// Internal nodes: feature, threshold, mode; leaves: `leaf` is set.
+    /// Internal nodes: feature, threshold, mode; leaves: `is_leaf`.
     feature: u32,
     threshold: f64,
     mode: crate::score::tree::NodeMode,
@@ -34,7 +38,7 @@ struct SNode {
     false_child: u32,
     /// Position of this node's feature among the unique features of its path.
     slot: u8,
-    leaf: Option<u32>,
+    is_leaf: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -50,9 +54,38 @@ struct SLeaf {
     wn: u32,
 }
 
+/// An internal node in the per-row mask pass: children index the mask array.
+#[derive(Clone, Debug)]
+struct SInner {
+    at: u32,
+    feature: u32,
+    threshold: f64,
+    mode: crate::score::tree::NodeMode,
+    missing_true: bool,
+    true_child: u32,
+    false_child: u32,
+    bit: u64,
+}
+
+/// The common leaf (one weight read by one margin column, with a table): its table is
+/// pre-multiplied by the leaf's scaled value, so a row costs k lookups and k additions.
+#[derive(Clone, Debug)]
+struct FastLeaf {
+    node: u32,
+    k: u32,
+    f0: u32,
+    table: u32,
+    margin: u32,
+}
+
 #[derive(Clone, Debug)]
 struct STree {
-    nodes: Vec<SNode>,
+    /// Internal nodes, parents first.
+    inner: Vec<SInner>,
+    /// Number of nodes (the mask array's length for this tree).
+    n_nodes: usize,
+    fast: Vec<FastLeaf>,
+    /// Every other leaf, through the general path.
     leaves: Vec<SLeaf>,
 }
 
@@ -161,6 +194,7 @@ impl TreeShap {
             // Preorder walk carrying the path's unique features and their z products.
             let mut nodes: Vec<SNode> = Vec::with_capacity(tree.nodes.len());
             let mut leaves = Vec::new();
+            let mut fast = Vec::new();
             // (canonical index, index in `nodes` reserved, path features, path z)
             let mut stack: Vec<(usize, usize, Vec<u32>, Vec<f64>)> =
                 vec![(0, 0, Vec::new(), Vec::new())];
@@ -219,17 +253,40 @@ impl TreeShap {
                         } else {
                             None
                         };
-                        let leaf_index = leaves.len() as u32;
-                        leaves.push(SLeaf {
-                            node: at as u32,
-                            k: k as u8,
-                            f0,
-                            table,
-                            w0,
-                            wn,
-                        });
+                        let single_margin =
+                            (wn == 1)
+                                .then(|| this.weights[w0 as usize])
+                                .and_then(
+                                    |(col, v)| match this.margin_of_column[col as usize][..] {
+                                        [m] => Some((m, v)),
+                                        _ => None,
+                                    },
+                                );
+                        match (table, single_margin) {
+                            (Some(off), Some((m, v))) if k > 0 => {
+                                let sv = this.scale * v;
+                                this.tables[off..off + (1 << k)]
+                                    .iter_mut()
+                                    .for_each(|h| *h *= sv);
+                                fast.push(FastLeaf {
+                                    node: at as u32,
+                                    k: k as u32,
+                                    f0,
+                                    table: off as u32,
+                                    margin: m as u32,
+                                });
+                            }
+                            _ => leaves.push(SLeaf {
+                                node: at as u32,
+                                k: k as u8,
+                                f0,
+                                table,
+                                w0,
+                                wn,
+                            }),
+                        }
                         nodes[at] = SNode {
-                            leaf: Some(leaf_index),
+                            is_leaf: true,
                             ..placeholder()
                         };
                     }
@@ -257,7 +314,7 @@ impl TreeShap {
                             true_child: tc as u32,
                             false_child: tc as u32 + 1,
                             slot: slot.min(u8::MAX as usize) as u8,
-                            leaf: None,
+                            is_leaf: false,
                         };
                         for (child, child_at) in [(*true_child, tc), (*false_child, tc + 1)] {
                             let child = child as usize;
@@ -279,7 +336,27 @@ impl TreeShap {
                 }
             }
             this.max_nodes = this.max_nodes.max(nodes.len());
-            this.trees.push(STree { nodes, leaves });
+            let inner = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, nd)| !nd.is_leaf)
+                .map(|(at, nd)| SInner {
+                    at: at as u32,
+                    feature: nd.feature,
+                    threshold: nd.threshold,
+                    mode: nd.mode,
+                    missing_true: nd.missing_true,
+                    true_child: nd.true_child,
+                    false_child: nd.false_child,
+                    bit: 1u64 << (nd.slot as u32 & 63),
+                })
+                .collect();
+            this.trees.push(STree {
+                inner,
+                n_nodes: nodes.len(),
+                fast,
+                leaves,
+            });
         }
         this.expected = this
             .margins
@@ -364,47 +441,111 @@ impl TreeShap {
     /// # Panics
     /// If `row` is shorter than `n_features` or `out` shorter than `n_margins * (n_features + 1)`.
     pub fn shap_row(&self, row: &[f32], out: &mut [f64]) {
-        let width = self.n_features + 1;
-        let out = &mut out[..self.margins.len() * width];
+        self.shap_batch(&row[..self.n_features], 1, out);
+    }
+
+    /// Contributions of `n` rows (`n x n_features`, row-major) into `out`
+    /// (`n x n_margins x (n_features + 1)`), as [`TreeShap::shap_row`] lays out one row.
+    ///
+    /// Rows are processed in blocks of [`BLOCK`], tree by tree and, within a tree, leaf by leaf
+    /// with the rows innermost: a leaf's features, cover ratios and table are loaded once per
+    /// block, the table lookups of one tree stay in cache, and the additions of different rows
+    /// do not wait on each other (one row at a time, every leaf adds to the same few features,
+    /// a chain of dependent additions).
+    ///
+    /// # Panics
+    /// If `rows` is shorter than `n * n_features` or `out` shorter than
+    /// `n * n_margins * (n_features + 1)`.
+    pub fn shap_batch(&self, rows: &[f32], n: usize, out: &mut [f64]) {
+        let nf = self.n_features;
+        let per_row = self.margins.len() * (nf + 1);
+        let rows = &rows[..n * nf];
+        let out = &mut out[..n * per_row];
         out.iter_mut().for_each(|o| *o = 0.0);
-        let row = &row[..self.n_features];
-        // Per node: features not followed on the path, as a bitmask over slots.
-        let mut not_followed = vec![0u64; self.max_nodes];
-        let mut delta = vec![0.0f64; MAX_PATH_FEATURES];
-        let mut e = Vec::with_capacity(MAX_PATH_FEATURES + 1);
-        for tree in &self.trees {
-            not_followed[0] = 0;
-            // Nodes are stored parents-first, so one forward pass fills every mask.
-            for (i, nd) in tree.nodes.iter().enumerate() {
-                if nd.leaf.is_some() {
-                    continue;
+        if per_row == 0 {
+            return;
+        }
+        let mut scratch = Scratch {
+            masks: vec![0u64; self.max_nodes * BLOCK],
+            delta: vec![0.0f64; MAX_PATH_FEATURES],
+            e: Vec::with_capacity(MAX_PATH_FEATURES + 1),
+        };
+        for (b, block_out) in out.chunks_mut(BLOCK * per_row).enumerate() {
+            let nb = block_out.len() / per_row;
+            let block_rows = &rows[b * BLOCK * nf..(b * BLOCK + nb) * nf];
+            for tree in &self.trees {
+                self.tree_block(tree, block_rows, nb, block_out, &mut scratch);
+            }
+            for o in block_out.chunks_exact_mut(per_row) {
+                for (m, &ev) in self.expected.iter().enumerate() {
+                    o[m * (nf + 1) + nf] = ev;
                 }
+            }
+        }
+    }
+
+    /// Adds one tree's contributions for the `nb` rows of a block to `out` (`nb` rows of
+    /// `n_margins x (F + 1)`).
+    fn tree_block(&self, tree: &STree, rows: &[f32], nb: usize, out: &mut [f64], s: &mut Scratch) {
+        let nf = self.n_features;
+        let width = nf + 1;
+        let per_row = self.margins.len() * width;
+        // masks[node * BLOCK + r]: slots of the path features row r does not follow down to
+        // `node`. Nodes are stored parents-first, so one forward pass fills every mask.
+        let masks = &mut s.masks[..tree.n_nodes * BLOCK];
+        masks[..nb].iter_mut().for_each(|m| *m = 0);
+        for nd in &tree.inner {
+            let (at, tc, fc) = (
+                nd.at as usize * BLOCK,
+                nd.true_child as usize * BLOCK,
+                nd.false_child as usize * BLOCK,
+            );
+            for r in 0..nb {
                 let go_true = crate::score::tree::Node::goes_true(
-                    row[nd.feature as usize],
+                    rows[r * nf + nd.feature as usize],
                     nd.threshold,
                     nd.mode,
                     nd.missing_true,
                 );
-                let bit = 1u64 << (nd.slot as u32 & 63);
-                let nf = not_followed[i];
-                not_followed[nd.true_child as usize] = nf | if go_true { 0 } else { bit };
-                not_followed[nd.false_child as usize] = nf | if go_true { bit } else { 0 };
+                // Branch-free: the outcome is as unpredictable as the data.
+                let m = masks[at + r];
+                let went_true = 0u64.wrapping_sub(u64::from(go_true));
+                masks[tc + r] = m | (nd.bit & !went_true);
+                masks[fc + r] = m | (nd.bit & went_true);
             }
-            for leaf in &tree.leaves {
-                let k = leaf.k as usize;
-                if k == 0 {
-                    continue;
-                }
-                let full = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
-                let t = full & !not_followed[leaf.node as usize];
-                let f0 = leaf.f0 as usize;
-                let zs = &self.zs[f0..f0 + k];
+        }
+        for leaf in &tree.fast {
+            let masks = &masks[leaf.node as usize * BLOCK..][..nb];
+            let at = Layout { per_row, width };
+            match leaf.k {
+                1 => self.fast_leaf(1, leaf, masks, out, at),
+                2 => self.fast_leaf(2, leaf, masks, out, at),
+                3 => self.fast_leaf(3, leaf, masks, out, at),
+                4 => self.fast_leaf(4, leaf, masks, out, at),
+                5 => self.fast_leaf(5, leaf, masks, out, at),
+                6 => self.fast_leaf(6, leaf, masks, out, at),
+                7 => self.fast_leaf(7, leaf, masks, out, at),
+                8 => self.fast_leaf(8, leaf, masks, out, at),
+                k => self.fast_leaf(k as usize, leaf, masks, out, at),
+            }
+        }
+        for leaf in &tree.leaves {
+            let k = leaf.k as usize;
+            if k == 0 {
+                continue;
+            }
+            let full = if k == 64 { u64::MAX } else { (1u64 << k) - 1 };
+            let f0 = leaf.f0 as usize;
+            let feats = &self.feats[f0..f0 + k];
+            for r in 0..nb {
+                let t = full & !masks[leaf.node as usize * BLOCK + r];
+                let delta = &mut s.delta[..k];
                 match leaf.table {
                     Some(off) => {
                         let h = &self.tables[off..off + (1 << k)];
                         let cs = &self.cs[f0..f0 + k];
                         let h_t = h[t as usize];
-                        for (b, d) in delta[..k].iter_mut().enumerate() {
+                        for (b, d) in delta.iter_mut().enumerate() {
                             *d = if t >> b & 1 == 1 {
                                 cs[b] * h[(t ^ (1 << b)) as usize]
                             } else {
@@ -412,22 +553,44 @@ impl TreeShap {
                             };
                         }
                     }
-                    None => self.direct(zs, t, &mut delta[..k], &mut e),
+                    None => self.direct(&self.zs[f0..f0 + k], t, delta, &mut s.e),
                 }
-                let feats = &self.feats[f0..f0 + k];
+                let row_out = &mut out[r * per_row..(r + 1) * per_row];
                 for &(col, v) in &self.weights[leaf.w0 as usize..(leaf.w0 + leaf.wn) as usize] {
                     for &m in &self.margin_of_column[col as usize] {
-                        let phi = &mut out[m * width..(m + 1) * width];
+                        let phi = &mut row_out[m * width..(m + 1) * width];
                         let sv = self.scale * v;
-                        for (&f, &d) in feats.iter().zip(&delta[..k]) {
+                        for (&f, &d) in feats.iter().zip(delta.iter()) {
                             phi[f as usize] += sv * d;
                         }
                     }
                 }
             }
         }
-        for (m, &ev) in self.expected.iter().enumerate() {
-            out[m * width + self.n_features] = ev;
+    }
+
+    /// A [`FastLeaf`] with `k` path features over a block: for feature slot b, a row adds
+    /// `cs[b] * h[t - b]` when it follows b's conditions (b in t) and `-h[t]` otherwise.
+    /// Always inlined, so the callers' literal `k` unrolls the inner loop.
+    #[inline(always)]
+    fn fast_leaf(&self, k: usize, leaf: &FastLeaf, masks: &[u64], out: &mut [f64], at: Layout) {
+        let full = (1u64 << k) - 1;
+        let f0 = leaf.f0 as usize;
+        let h = &self.tables[leaf.table as usize..][..1 << k];
+        let cs = &self.cs[f0..f0 + k];
+        let feats = &self.feats[f0..f0 + k];
+        let base = leaf.margin as usize * at.width;
+        for (r, &mask) in masks.iter().enumerate() {
+            let t = full & !mask;
+            let phi = &mut out[r * at.per_row + base..][..at.width];
+            // Branch-free (whether the row follows a slot is a coin flip for the predictor):
+            // b in t reads h[t - b] times cs[b], b not in t reads h[t] times -1.
+            for b in 0..k {
+                let in_t = t >> b & 1;
+                let pick = 0u64.wrapping_sub(in_t);
+                let coef = f64::from_bits((cs[b].to_bits() & pick) | (MINUS_ONE & !pick));
+                phi[feats[b] as usize] += coef * h[(t ^ (in_t << b)) as usize];
+            }
         }
     }
 
@@ -455,6 +618,23 @@ impl TreeShap {
     }
 }
 
+/// Where one row's contributions sit in a block's output.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Values per row (`n_margins x width`).
+    per_row: usize,
+    /// Values per margin (`n_features + 1`).
+    width: usize,
+}
+
+/// Per-call working memory of [`TreeShap::shap_batch`].
+struct Scratch {
+    /// Per node and row of a block: slots of the path features the row does not follow.
+    masks: Vec<u64>,
+    delta: Vec<f64>,
+    e: Vec<f64>,
+}
+
 fn placeholder() -> SNode {
     SNode {
         feature: 0,
@@ -464,7 +644,7 @@ fn placeholder() -> SNode {
         true_child: 0,
         false_child: 0,
         slot: 0,
-        leaf: None,
+        is_leaf: false,
     }
 }
 
@@ -572,6 +752,29 @@ mod tests {
                 "{total} vs {}",
                 margin[0]
             );
+        }
+    }
+
+    #[test]
+    fn batches_equal_rows_across_blocks() {
+        let mut rng = Lcg(5);
+        let nf = 6;
+        let b = random_forest(&mut rng, 20, 6, nf as i64, 1, &["BRANCH_LEQ", "BRANCH_GT"]);
+        let node = b.regressor(1, vec![string("post_transform", "NONE")]);
+        let e = TreeEnsemble::from_node(&node).unwrap();
+        let sample = random_rows(&mut rng, 200, nf);
+        let covers = TreeShap::covers_from_sample(&e, &sample, 200);
+        let shap = TreeShap::new(&e, &covers).unwrap();
+        // 150 rows: two full blocks and a partial one.
+        let n = 150;
+        let rows = random_rows(&mut rng, n, nf);
+        let per_row = nf + 1;
+        let mut batch = vec![f64::NAN; n * per_row];
+        shap.shap_batch(&rows, n, &mut batch);
+        let mut one = vec![0.0; per_row];
+        for (r, row) in rows.chunks(nf).enumerate() {
+            shap.shap_row(row, &mut one);
+            assert_eq!(&batch[r * per_row..(r + 1) * per_row], &one[..], "row {r}");
         }
     }
 
