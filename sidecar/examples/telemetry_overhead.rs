@@ -26,8 +26,7 @@ fn repo() -> PathBuf {
 
 fn body() -> Bytes {
     let path = repo().join("models/samples/auth-events.ndjson");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let events: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = String::new();
     for i in 0..DOCS {
@@ -105,6 +104,9 @@ fn main() {
     println!(
         "\noverhead: on/off = {:.3} ({rounds} rounds each, load average {})",
         on.as_secs_f64() / off.as_secs_f64(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }

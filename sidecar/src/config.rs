@@ -479,7 +479,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             .ok(),
         (None, None) => None,
         _ => {
-            errors.push("server.tls_cert and server.tls_key go together: set both or neither".into());
+            errors
+                .push("server.tls_cert and server.tls_key go together: set both or neither".into());
             None
         }
     };

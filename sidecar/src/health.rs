@@ -25,8 +25,8 @@ pub enum EsStatus {
 #[derive(Debug)]
 pub struct EsProbe {
     upstream: Arc<Upstream>,
-    /// Whether an answer of 401/403 still counts as up (Vigil has no credentials of its own
-    /// and passes the caller's on).
+    /// Whether a 401 still counts as up (Vigil has no credentials of its own and passes the
+    /// caller's on).
     auth_is_callers: bool,
     last: tokio::sync::Mutex<Option<(Instant, EsStatus)>>,
 }
@@ -59,26 +59,22 @@ impl EsProbe {
 
     async fn probe(&self) -> EsStatus {
         let no_headers = HeaderMap::new();
-        let call = self.upstream.exchange(
-            Method::GET,
-            "/",
-            None,
-            &no_headers,
-            reqwest::Body::from(""),
-        );
+        let call =
+            self.upstream
+                .exchange(Method::GET, "/", None, &no_headers, reqwest::Body::from(""));
         match tokio::time::timeout(PROBE_TIMEOUT, call).await {
-            Err(_) => EsStatus::Down(format!(
-                "no answer within {} ms",
-                PROBE_TIMEOUT.as_millis()
-            )),
+            Err(_) => EsStatus::Down(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
             Ok(Err(e)) => EsStatus::Down(e.reason),
-            Ok(Ok((status, _, _))) if status.is_success() => EsStatus::Up,
-            Ok(Ok((status, _, _)))
-                if self.auth_is_callers && matches!(status.as_u16(), 401 | 403) =>
-            {
-                EsStatus::Up
+            // Vigil's own credentials refused: forwarding would fail too.
+            Ok(Ok((status, _, _))) if status.as_u16() == 401 && !self.auth_is_callers => {
+                EsStatus::Down("Elasticsearch refused Vigil's credentials (401)".into())
             }
-            Ok(Ok((status, _, _))) => EsStatus::Down(format!("Elasticsearch answered {status}")),
+            Ok(Ok((status, _, _))) if status.is_server_error() => {
+                EsStatus::Down(format!("Elasticsearch answered {status}"))
+            }
+            // Any other answer means the node is there (some distributions answer `GET /` with
+            // 405, and a write-only API key may not read `/`).
+            Ok(Ok(_)) => EsStatus::Up,
         }
     }
 }

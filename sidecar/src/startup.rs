@@ -118,7 +118,9 @@ impl Application {
 
     /// The address of the separate `/metrics` listener, if one is configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and the

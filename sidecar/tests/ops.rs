@@ -4,6 +4,8 @@
 //!
 //! The secure tests read the env file `tests/elasticsearch/start --secure` writes
 //! (`VIGIL_TEST_ES_SECURE_ENV`, default `/tmp/vigil-es-9201/env`) and fail when it is missing.
+//! The node must ask for client certificates, as `tests/run-all.sh` starts it:
+//! `VIGIL_ES_EXTRA_SETTINGS='xpack.security.http.ssl.client_authentication: optional'`.
 
 mod common;
 
@@ -31,7 +33,11 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
@@ -54,7 +60,11 @@ async fn https_listener_serves_a_client_that_trusts_its_ca() {
     let (ca, cert, key) = certificates(tmp.path());
     let app = TestApp::spawn(&config_for(
         &[&bundle("logreg_binary")],
-        &format!("tls_cert = {:?}\ntls_key = {:?}\n", cert.display().to_string(), key.display().to_string()),
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
     ))
     .await;
     let client = reqwest::Client::builder()
@@ -71,10 +81,17 @@ async fn https_listener_serves_a_client_that_trusts_its_ca() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert!(body["docs"][0]["doc"]["ml"]["inference"]["logreg_binary"]["prediction_probability"].is_f64(), "{body}");
+    assert!(
+        body["docs"][0]["doc"]["ml"]["inference"]["logreg_binary"]["prediction_probability"]
+            .is_f64(),
+        "{body}"
+    );
     // Plain HTTP on the TLS port gets no answer it could mistake for one.
     let plain = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{}/_vigil/health/live", app.addr.port()))
+        .get(format!(
+            "http://127.0.0.1:{}/_vigil/health/live",
+            app.addr.port()
+        ))
         .timeout(Duration::from_secs(5))
         .send()
         .await;
@@ -84,7 +101,11 @@ async fn https_listener_serves_a_client_that_trusts_its_ca() {
         .tls_built_in_root_certs(false)
         .build()
         .unwrap();
-    assert!(untrusting.get(format!("{url}/_vigil/health/live")).send().await.is_err());
+    assert!(untrusting
+        .get(format!("{url}/_vigil/health/live"))
+        .send()
+        .await
+        .is_err());
 }
 
 #[test]
@@ -115,7 +136,10 @@ fn expired_listener_certificate_stops_startup_naming_the_file() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("expired") && stderr.contains("old.pem"), "{stderr}");
+    assert!(
+        stderr.contains("expired") && stderr.contains("old.pem"),
+        "{stderr}"
+    );
     // Every bad key at once: the client certificate and key are named too.
     assert!(stderr.contains("/nonexistent/client.crt"), "{stderr}");
     assert!(stderr.contains("/nonexistent/client.key"), "{stderr}");
@@ -132,7 +156,10 @@ fn secure_es() -> HashMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| {
             let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
-            (k.trim().trim_start_matches("export ").to_string(), v.to_string())
+            (
+                k.trim().trim_start_matches("export ").to_string(),
+                v.to_string(),
+            )
         })
         .collect()
 }
@@ -204,17 +231,31 @@ async fn bulk_reaches_secure_elasticsearch_over_tls_with_basic_auth_api_key_and_
         .json()
         .await
         .unwrap();
-    std::env::set_var("VIGIL_TEST_OPS_ES_API_KEY", key["encoded"].as_str().unwrap());
+    std::env::set_var(
+        "VIGIL_TEST_OPS_ES_API_KEY",
+        key["encoded"].as_str().unwrap(),
+    );
     let app = TestApp::spawn(&es_section("api_key_env = \"VIGIL_TEST_OPS_ES_API_KEY\"")).await;
     let out = bulk_through(&app, &index, &["apikey"]).await;
     assert_eq!(out["errors"], false, "{out}");
     drop(app);
 
     // A client certificate signed by the cluster's CA, presented on top of basic auth.
+    // elasticsearch-certutil writes a PKCS#1 RSA key; rcgen reads PKCS#8.
     let ca_key = Path::new(&env["ES_CA"]).with_file_name("ca.key");
+    let pkcs8 = Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(&ca_key)
+        .output()
+        .expect("openssl converts the CA key");
+    assert!(
+        pkcs8.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pkcs8.stderr)
+    );
     let issuer = rcgen::Issuer::from_ca_cert_pem(
         &std::fs::read_to_string(&env["ES_CA"]).unwrap(),
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(&ca_key).unwrap()).unwrap(),
+        rcgen::KeyPair::from_pem(&String::from_utf8(pkcs8.stdout).unwrap()).unwrap(),
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -239,6 +280,30 @@ async fn bulk_reaches_secure_elasticsearch_over_tls_with_basic_auth_api_key_and_
     assert_eq!(out["errors"], false, "{out}");
     let ready = reqwest::get(app.url("/_vigil/health/ready")).await.unwrap();
     assert_eq!(ready.status(), 200);
+    drop(app);
+
+    // The certificate is really presented: one from a CA the cluster does not trust fails the
+    // handshake (with client_authentication: optional, Elasticsearch verifies offered ones).
+    let (_, foreign_cert, foreign_key) = certificates(tmp.path());
+    let app = TestApp::spawn(&es_section(&format!(
+        "username = {:?}\npassword_env = \"VIGIL_TEST_OPS_ES_PASSWORD\"\nclient_cert = {:?}\nclient_key = {:?}",
+        env["ES_USER"],
+        foreign_cert.display().to_string(),
+        foreign_key.display().to_string()
+    )))
+    .await;
+    let r = reqwest::Client::new()
+        .post(app.url("/_bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(format!(
+            "{}\n{}\n",
+            json!({"index": {"_index": index, "_id": "foreign"}}),
+            json!({"features": {"f0": 1.0}})
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
 
     let found: Value = es
         .get(format!("{url}/{index}/_search?size=10"))
@@ -258,7 +323,10 @@ async fn bulk_reaches_secure_elasticsearch_over_tls_with_basic_auth_api_key_and_
     ids.sort();
     assert_eq!(ids, ["apikey", "basic", "clientcert"], "{found}");
     let hit = &found["hits"]["hits"][0]["_source"];
-    assert!(hit["ml"]["inference"]["logreg_binary"]["prediction_probability"].is_f64(), "{hit}");
+    assert!(
+        hit["ml"]["inference"]["logreg_binary"]["prediction_probability"].is_f64(),
+        "{hit}"
+    );
 }
 
 // --------------------------------------------------------------------------------- metrics
@@ -270,7 +338,9 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .filter(|l| {
             l.starts_with(name)
                 && l[name.len()..].starts_with(['{', ' '])
-                && labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
@@ -278,7 +348,10 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn scrape(url: &str) -> String {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     r.text().await.unwrap()
 }
 
@@ -286,14 +359,21 @@ async fn scrape(url: &str) -> String {
 async fn metrics_move_after_scoring_and_bulk() {
     let app = drop_in(&[&bundle("logreg_binary")], &format!("\n{ROUTES}")).await;
     let before = scrape(&app.url("/metrics")).await;
-    let scored_before =
-        series(&before, "vigil_documents_scored_total", &[("model", "logreg_binary")]).unwrap_or(0.0);
+    let scored_before = series(
+        &before,
+        "vigil_documents_scored_total",
+        &[("model", "logreg_binary")],
+    )
+    .unwrap_or(0.0);
     let indexed_before =
         series(&before, "vigil_bulk_items_total", &[("outcome", "indexed")]).unwrap_or(0.0);
     let errors_before = series(
         &before,
         "vigil_scoring_errors_total",
-        &[("model", "logreg_binary"), ("kind", "feature_extraction_exception")],
+        &[
+            ("model", "logreg_binary"),
+            ("kind", "feature_extraction_exception"),
+        ],
     )
     .unwrap_or(0.0);
 
@@ -314,27 +394,67 @@ async fn metrics_move_after_scoring_and_bulk() {
     assert_eq!(out["errors"], false, "{out}");
 
     let after = scrape(&app.url("/metrics")).await;
-    let scored =
-        series(&after, "vigil_documents_scored_total", &[("model", "logreg_binary")]).unwrap();
-    assert!(scored >= scored_before + 152.0, "{scored_before} -> {scored}");
+    let scored = series(
+        &after,
+        "vigil_documents_scored_total",
+        &[("model", "logreg_binary")],
+    )
+    .unwrap();
+    assert!(
+        scored >= scored_before + 152.0,
+        "{scored_before} -> {scored}"
+    );
     let indexed = series(&after, "vigil_bulk_items_total", &[("outcome", "indexed")]).unwrap();
-    assert!(indexed >= indexed_before + 2.0, "{indexed_before} -> {indexed}");
+    assert!(
+        indexed >= indexed_before + 2.0,
+        "{indexed_before} -> {indexed}"
+    );
     let errors = series(
         &after,
         "vigil_scoring_errors_total",
-        &[("model", "logreg_binary"), ("kind", "feature_extraction_exception")],
+        &[
+            ("model", "logreg_binary"),
+            ("kind", "feature_extraction_exception"),
+        ],
     )
     .unwrap();
     assert!(errors >= errors_before + 1.0);
-    assert!(series(&after, "vigil_model_inference_seconds_count", &[("model", "logreg_binary")]).unwrap() >= 2.0);
-    assert!(series(&after, "vigil_model_score_bucket", &[("model", "logreg_binary"), ("le", "+Inf")]).unwrap() >= 152.0);
+    assert!(
+        series(
+            &after,
+            "vigil_model_inference_seconds_count",
+            &[("model", "logreg_binary")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(
+        series(
+            &after,
+            "vigil_model_score_bucket",
+            &[("model", "logreg_binary"), ("le", "+Inf")]
+        )
+        .unwrap()
+            >= 152.0
+    );
     assert!(series(&after, "vigil_models_loaded", &[]).unwrap() >= 1.0);
-    assert!(series(&after, "vigil_behaviour_cache_entries", &[]).is_some(), "{after}");
-    let psi = series(&after, "vigil_model_drift_psi", &[("model", "logreg_binary")])
-        .unwrap_or_else(|| panic!("no drift gauge:\n{after}"));
+    assert!(
+        series(&after, "vigil_behaviour_cache_entries", &[]).is_some(),
+        "{after}"
+    );
+    let psi = series(
+        &after,
+        "vigil_model_drift_psi",
+        &[("model", "logreg_binary")],
+    )
+    .unwrap_or_else(|| panic!("no drift gauge:\n{after}"));
     assert!(psi.is_finite() && psi >= 0.0, "{psi}");
     assert!(
-        after.lines().any(|l| l.starts_with("vigil_feature_drift_psi{") && l.contains("model=\"logreg_binary\"") && l.contains("feature=\"f0\"")),
+        after
+            .lines()
+            .any(|l| l.starts_with("vigil_feature_drift_psi{")
+                && l.contains("model=\"logreg_binary\"")
+                && l.contains("feature=\"f0\"")),
         "{after}"
     );
 }
@@ -350,8 +470,14 @@ async fn metrics_listener_is_separate_and_main_metrics_need_a_token() {
     .await;
     let open = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
     assert!(open.contains("vigil_models_loaded"), "{open}");
-    let other = reqwest::get(format!("http://127.0.0.1:{port}/_vigil/models")).await.unwrap();
-    assert_eq!(other.status(), 404, "the metrics listener serves /metrics only");
+    let other = reqwest::get(format!("http://127.0.0.1:{port}/_vigil/models"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        404,
+        "the metrics listener serves /metrics only"
+    );
     let main = reqwest::get(app.url("/metrics")).await.unwrap();
     assert_eq!(main.status(), 401);
 }
@@ -367,10 +493,17 @@ async fn ready_needs_elasticsearch_but_live_does_not() {
     ))
     .await;
     let r = reqwest::get(up.url("/_vigil/health/ready")).await.unwrap();
-    assert_eq!(r.status(), 200);
+    let status = r.status();
     let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["elasticsearch"], "up", "{body}");
-    assert_eq!(reqwest::get(up.url("/v2/health/ready")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(up.url("/v2/health/ready"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // A closed port: nobody listens.
     let closed = free_port();
@@ -379,14 +512,34 @@ async fn ready_needs_elasticsearch_but_live_does_not() {
         config_for(&[&bundle("logreg_binary")], "")
     ))
     .await;
-    let r = reqwest::get(down.url("/_vigil/health/ready")).await.unwrap();
+    let r = reqwest::get(down.url("/_vigil/health/ready"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["models"], 1);
     assert!(body["elasticsearch"]["down"].is_string(), "{body}");
-    assert_eq!(reqwest::get(down.url("/v2/health/ready")).await.unwrap().status(), 503);
-    assert_eq!(reqwest::get(down.url("/_vigil/health/live")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(down.url("/v2/health/live")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(down.url("/v2/health/ready"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        reqwest::get(down.url("/_vigil/health/live"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(down.url("/v2/health/live"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // A listener that accepts but never answers: the probe gives up instead of hanging.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -425,7 +578,11 @@ impl Child {
         let port = free_port();
         let tmp = tempfile::Builder::new().tempfile().unwrap();
         let path = tmp.into_temp_path().keep().unwrap();
-        std::fs::write(&path, toml.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
+        std::fs::write(
+            &path,
+            toml.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+        )
+        .unwrap();
         let mut child = Command::new(VIGIL)
             .args(["serve", "--config"])
             .arg(&path)
@@ -460,7 +617,10 @@ impl Child {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("vigil did not start:\n{}", self.lines.lock().unwrap().join("\n"));
+        panic!(
+            "vigil did not start:\n{}",
+            self.lines.lock().unwrap().join("\n")
+        );
     }
 
     fn sigterm(&self) {
@@ -499,7 +659,13 @@ async fn logs_are_ecs_json_and_never_carry_secrets() {
         "{}\n{ROUTES}\n[auth]\ntokens_env = \"VIGIL_OPS_TOKENS\"\n[elasticsearch]\nurl = \"{es}\"\nusername = \"vigil\"\npassword_env = \"VIGIL_OPS_ES_PASSWORD\"\n",
         config_for(&[&bundle("logreg_binary")], "")
     );
-    let mut child = Child::spawn(&toml, &[("VIGIL_OPS_TOKENS", TOKEN), ("VIGIL_OPS_ES_PASSWORD", PASSWORD)]);
+    let mut child = Child::spawn(
+        &toml,
+        &[
+            ("VIGIL_OPS_TOKENS", TOKEN),
+            ("VIGIL_OPS_ES_PASSWORD", PASSWORD),
+        ],
+    );
     child.wait_live().await;
     let client = reqwest::Client::new();
     let index = unique_index("vigil-ops-logs");
@@ -509,7 +675,11 @@ async fn logs_are_ecs_json_and_never_carry_secrets() {
         .post(child.url("/_bulk"))
         .bearer_auth(TOKEN)
         .header("content-type", "application/x-ndjson")
-        .body(format!("{}\n{}\n", json!({"index": {"_index": index}}), json!({"features": {"f0": 2.0}})))
+        .body(format!(
+            "{}\n{}\n",
+            json!({"index": {"_index": index}}),
+            json!({"features": {"f0": 2.0}})
+        ))
         .send()
         .await
         .unwrap();
@@ -522,12 +692,31 @@ async fn logs_are_ecs_json_and_never_carry_secrets() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client.get(child.url("/")).bearer_auth("wrong-token").send().await.unwrap();
+    let r = client
+        .get(child.url("/"))
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.get(child.url("/_cluster/health")).bearer_auth(TOKEN).send().await.unwrap();
+    let r = client
+        .get(child.url("/_cluster/health"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let _ = client.get(child.url("/_vigil/health/ready")).send().await.unwrap();
-    let _ = client.get(child.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    let _ = client
+        .get(child.url("/_vigil/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .get(child.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     child.sigterm();
     assert!(child.wait_exit().success());
     // The reader thread drains stderr after exit.
@@ -536,8 +725,15 @@ async fn logs_are_ecs_json_and_never_carry_secrets() {
     assert!(lines.len() >= 3, "{lines:?}");
     let mut debug = 0;
     for line in &lines {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        for key in ["@timestamp", "log.level", "message", "ecs.version", "service.name"] {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in [
+            "@timestamp",
+            "log.level",
+            "message",
+            "ecs.version",
+            "service.name",
+        ] {
             assert!(v.get(key).is_some(), "{key} missing: {line}");
         }
         assert_eq!(v["service.name"], "vigil");
@@ -547,7 +743,10 @@ async fn logs_are_ecs_json_and_never_carry_secrets() {
         }
         // Nor their base64 form (the Authorization header Vigil builds).
         let basic = base64_basic("vigil", PASSWORD);
-        assert!(!line.contains(&basic), "encoded credentials in a log line: {line}");
+        assert!(
+            !line.contains(&basic),
+            "encoded credentials in a log line: {line}"
+        );
     }
     assert!(debug > 0, "debug level was asked for: {lines:?}");
 }
@@ -591,14 +790,19 @@ async fn sigterm_lets_an_in_flight_bulk_finish() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     child.sigterm();
     let index = sender.await.unwrap();
-    let response = pending.await.unwrap().expect("the in-flight bulk is answered");
+    let response = pending
+        .await
+        .unwrap()
+        .expect("the in-flight bulk is answered");
     assert_eq!(response.status(), 200);
     let out: Value = response.json().await.unwrap();
     assert_eq!(out["errors"], false, "{out}");
     assert_eq!(out["items"].as_array().unwrap().len(), 10);
     assert!(child.wait_exit().success());
     // Vigil is gone; the documents are in Elasticsearch.
-    assert!(reqwest::get(child.url("/_vigil/health/live")).await.is_err());
+    assert!(reqwest::get(child.url("/_vigil/health/live"))
+        .await
+        .is_err());
     let found: Value = reqwest::get(format!("{es}/{index}/_count"))
         .await
         .unwrap()

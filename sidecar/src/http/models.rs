@@ -101,10 +101,8 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
             let handle = handle.clone();
             let registry = state.registry.clone();
             // Rendering walks every series and the drift windows: off the async workers.
-            match tokio::task::spawn_blocking(move || {
-                crate::telemetry::render(&handle, &registry)
-            })
-            .await
+            match tokio::task::spawn_blocking(move || crate::telemetry::render(&handle, &registry))
+                .await
             {
                 Ok(text) => (
                     [(
@@ -114,7 +112,9 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
                     text,
                 )
                     .into_response(),
-                Err(e) => ApiError::internal(format!("rendering metrics failed: {e}")).into_response(),
+                Err(e) => {
+                    ApiError::internal(format!("rendering metrics failed: {e}")).into_response()
+                }
             }
         }
     }

@@ -253,13 +253,7 @@ pub struct DriftMonitor {
 
 impl DriftMonitor {
     /// Records a batch scored by `bundle`. A new bundle version starts a new window.
-    pub fn observe(
-        &self,
-        bundle: &Bundle,
-        capacity: usize,
-        scores: &[f64],
-        rows: &[f32],
-    ) {
+    pub fn observe(&self, bundle: &Bundle, capacity: usize, scores: &[f64], rows: &[f32]) {
         let model = {
             let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
             let current = models

@@ -33,9 +33,7 @@ impl LogFormat {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "ecs" | "json" => Ok(LogFormat::Ecs),
             "text" => Ok(LogFormat::Text),
-            other => Err(format!(
-                "VIGIL_LOG_FORMAT [{other}] must be ecs or text"
-            )),
+            other => Err(format!("VIGIL_LOG_FORMAT [{other}] must be ecs or text")),
         }
     }
 }
@@ -77,7 +75,9 @@ where
             for span in scope.from_root() {
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(fields.fields.as_str()) {
+                    if let Ok(Value::Object(map)) =
+                        serde_json::from_str::<Value>(fields.fields.as_str())
+                    {
                         line.extend(map);
                     }
                 }
@@ -114,7 +114,10 @@ impl Fields<'_> {
 
 impl Visit for Fields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number));
+        self.put(
+            field,
+            serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, value.into());
@@ -195,7 +198,13 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
         let first = &lines[0];
-        for key in ["@timestamp", "log.level", "message", "ecs.version", "service.name"] {
+        for key in [
+            "@timestamp",
+            "log.level",
+            "message",
+            "ecs.version",
+            "service.name",
+        ] {
             assert!(first.get(key).is_some(), "{key} missing: {first}");
         }
         assert_eq!(first["log.level"], "warn");

@@ -76,7 +76,9 @@ pub fn install(drift_window: usize) -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(MODEL_SCORE.into()), SCORE_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(MODEL_SCORE.into()), SCORE_BUCKETS)
+                })
                 .expect("bucket lists are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -143,7 +145,10 @@ pub fn bulk_items(vigil_failed: usize, upstream: Option<&serde_json::Value>) {
     if vigil_failed > 0 {
         counter!(BULK_ITEMS, "outcome" => "vigil_failed").increment(vigil_failed as u64);
     }
-    let Some(items) = upstream.and_then(|v| v.get("items")).and_then(|v| v.as_array()) else {
+    let Some(items) = upstream
+        .and_then(|v| v.get("items"))
+        .and_then(|v| v.as_array())
+    else {
         return;
     };
     let (mut ok, mut rejected, mut failed) = (0u64, 0u64, 0u64);
@@ -160,7 +165,11 @@ pub fn bulk_items(vigil_failed: usize, upstream: Option<&serde_json::Value>) {
             _ => failed += 1,
         }
     }
-    for (outcome, n) in [("indexed", ok), ("es_rejected", rejected), ("es_failed", failed)] {
+    for (outcome, n) in [
+        ("indexed", ok),
+        ("es_rejected", rejected),
+        ("es_failed", failed),
+    ] {
         if n > 0 {
             counter!(BULK_ITEMS, "outcome" => outcome).increment(n);
         }
