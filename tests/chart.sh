@@ -144,7 +144,7 @@ PY
 
 # check-config on a rendered vigil.toml: the pod's secret paths point at dummy files here.
 cat >"$TMP/dummy_secrets.py" <<'PY'
-import os, sys, tomllib
+import os, subprocess, sys, tomllib
 src, dst, root = sys.argv[1], sys.argv[2], sys.argv[3]
 text = open(src).read()
 for prefix in ("/var/run/vigil/secrets/",):
@@ -152,13 +152,22 @@ for prefix in ("/var/run/vigil/secrets/",):
 cfg = tomllib.loads(text)
 dummy = {"tokens_file": "dummy-token-0123456789abcdef\n", "password_file": "dummy-password\n",
          "api_key_file": "ZHVtbXk6a2V5\n", "ca_file": "-----BEGIN CERTIFICATE-----\n"}
-for section in ("auth", "elasticsearch"):
+# Certificates and keys are checked for real (validity, key fits): one openssl pair per pair.
+pairs = {"server": ("tls_cert", "tls_key"), "elasticsearch": ("client_cert", "client_key")}
+for section in ("auth", "elasticsearch", "server"):
     for key, value in cfg.get(section, {}).items():
-        if key in dummy:
+        if key in dummy or key in pairs.get(section, ()):
             if not value.startswith(root + "/"):
                 sys.exit(f"{section}.{key} [{value}] is outside the mounted secrets")
             os.makedirs(os.path.dirname(value), exist_ok=True)
-            open(value, "w").write(dummy[key])
+            if key in dummy:
+                open(value, "w").write(dummy[key])
+    cert, key = pairs.get(section, (None, None))
+    if cert in cfg.get(section, {}):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "2", "-subj", "/CN=vigil-chart-check",
+                        "-keyout", cfg[section][key], "-out", cfg[section][cert]],
+                       check=True, capture_output=True)
 open(dst, "w").write(text)
 PY
 

@@ -410,6 +410,7 @@ async fn main() {
         url: url.parse().unwrap(),
         credentials: None,
         ca_file: None,
+        client_identity: None,
         timeout: std::time::Duration::from_secs(300),
     };
     let es = Es::new(vigil::es::client(&cfg).unwrap());

@@ -48,6 +48,16 @@ struct RawConfig {
     routes: Option<Vec<crate::route::RawRoute>>,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    drift_window: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +97,8 @@ struct RawElasticsearch {
     api_key_env: Option<String>,
     api_key_file: Option<PathBuf>,
     ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
     timeout_ms: Option<u64>,
 }
 
@@ -97,6 +109,9 @@ struct RawServer {
     max_body_bytes: Option<u64>,
     max_batch_docs: Option<usize>,
     max_concurrent_requests: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +145,9 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "max_body_bytes",
             "max_batch_docs",
             "max_concurrent_requests",
+            "tls_cert",
+            "tls_key",
+            "shutdown_timeout",
         ],
     ),
     ("models", &["paths", "watch"]),
@@ -145,6 +163,8 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "api_key_env",
             "api_key_file",
             "ca_file",
+            "client_cert",
+            "client_key",
             "timeout_ms",
         ],
     ),
@@ -170,6 +190,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "risk_lookback",
         ],
     ),
+    ("metrics", &["enabled", "listen", "drift_window"]),
 ];
 
 /// Keys of each `[[routes]]` entry.
@@ -185,6 +206,19 @@ pub struct Config {
     pub bulk: BulkConfig,
     pub routes: crate::route::Routes,
     pub rules: RulesConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`[metrics]`): see `docs/operations.md`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Record metrics and serve `/metrics` (off: no recorder, no drift windows).
+    pub enabled: bool,
+    /// A second listener serving only `/metrics`, without caller authentication (it exposes
+    /// aggregate counters only). `None`: `/metrics` is on the main listener, behind `[auth]`.
+    pub listen: Option<SocketAddr>,
+    /// Scores (and feature values) per model in the rolling drift window.
+    pub drift_window: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -253,7 +287,27 @@ pub struct EsConfig {
     pub credentials: Option<EsCredentials>,
     /// PEM CA bundle to trust for HTTPS, in addition to nothing else (no system roots).
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) presented to Elasticsearch (PKI / mutual TLS).
+    pub client_identity: Option<ClientIdentity>,
     pub timeout: std::time::Duration,
+}
+
+/// A client certificate chain and its key, concatenated PEM (what reqwest and the official
+/// client take). The key makes it a secret: it never prints.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub pem: Secret,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +322,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_batch_docs: usize,
     pub max_concurrent_requests: usize,
+    /// TLS on the listener (`tls_cert` + `tls_key`); `None` serves plain HTTP.
+    pub tls: Option<crate::tls::ServerTls>,
+    /// On SIGTERM, how long in-flight requests and the current rule run may take to finish.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -415,6 +473,30 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
         256,
         &mut errors,
     );
+    let tls = match (&raw.server.tls_cert, &raw.server.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::server_tls(cert, key)
+            .map_err(|e| errors.extend(e))
+            .ok(),
+        (None, None) => None,
+        _ => {
+            errors
+                .push("server.tls_cert and server.tls_key go together: set both or neither".into());
+            None
+        }
+    };
+    let shutdown_timeout = match raw.server.shutdown_timeout.as_deref() {
+        None => std::time::Duration::from_secs(25),
+        Some(text) => crate::rules::schema::parse_duration(text)
+            .ok()
+            .and_then(|d| d.to_std().ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or_else(|| {
+                errors.push(format!(
+                    "server.shutdown_timeout [{text}] must be a positive duration such as \"25s\""
+                ));
+                std::time::Duration::from_secs(25)
+            }),
+    };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = positive("scoring.threads", raw.scoring.threads, cores, &mut errors);
     let explain = match raw.scoring.explain.as_deref() {
@@ -486,6 +568,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
         }
     };
     let rules = validate_rules(raw.rules, &mut errors);
+    let metrics = validate_metrics(raw.metrics, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -494,6 +577,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
                 max_body_bytes: max_body_bytes as usize,
                 max_batch_docs,
                 max_concurrent_requests,
+                tls,
+                shutdown_timeout,
             },
             models: ModelsConfig {
                 paths,
@@ -505,6 +590,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             bulk: BulkConfig { on_scoring_failure },
             routes,
             rules,
+            metrics,
         })
     } else {
         Err(errors)
@@ -596,6 +682,17 @@ fn validate_es(
             ));
         }
     }
+    let client_identity = match (&raw.client_cert, &raw.client_key) {
+        (Some(cert), Some(key)) => client_identity(cert, key, errors),
+        (None, None) => None,
+        _ => {
+            errors.push(
+                "elasticsearch.client_cert and elasticsearch.client_key go together: set both or neither"
+                    .into(),
+            );
+            None
+        }
+    };
     let timeout_ms = raw.timeout_ms.unwrap_or(60_000);
     if timeout_ms == 0 {
         errors.push("elasticsearch.timeout_ms must be at least 1".into());
@@ -604,8 +701,69 @@ fn validate_es(
         url: url?,
         credentials,
         ca_file: raw.ca_file,
+        client_identity,
         timeout: std::time::Duration::from_millis(timeout_ms),
     })
+}
+
+/// Reads and checks the client certificate (validity) and key (parsable, and the pair is
+/// accepted by rustls), naming the files on any problem.
+fn client_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    errors: &mut Vec<String>,
+) -> Option<ClientIdentity> {
+    let certs = crate::tls::read_certs(cert, "elasticsearch.client_cert");
+    let parsed_key = crate::tls::read_key(key, "elasticsearch.client_key");
+    let (certs, parsed_key) = match (certs, parsed_key) {
+        (Ok(c), Ok(k)) => (c, k),
+        (c, k) => {
+            errors.extend(c.err().into_iter().chain(k.err()));
+            return None;
+        }
+    };
+    let fits = tokio_rustls::rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+                .with_client_auth_cert(certs, parsed_key)
+        });
+    if let Ok(Err(e)) | Err(e) = fits {
+        errors.push(format!(
+            "elasticsearch.client_key [{}] does not fit elasticsearch.client_cert [{}]: {e}",
+            key.display(),
+            cert.display()
+        ));
+        return None;
+    }
+    // Both files were read above; reading them again as text cannot reasonably fail.
+    let mut pem = std::fs::read_to_string(cert).ok()?;
+    pem.push('\n');
+    pem.push_str(&std::fs::read_to_string(key).ok()?);
+    Some(ClientIdentity {
+        cert_file: cert.to_path_buf(),
+        key_file: key.to_path_buf(),
+        pem: Secret::new(pem),
+    })
+}
+
+fn validate_metrics(raw: RawMetrics, errors: &mut Vec<String>) -> MetricsConfig {
+    let listen = raw.listen.and_then(|text| {
+        text.parse::<SocketAddr>()
+            .map_err(|e| errors.push(format!("metrics.listen [{text}]: {e}")))
+            .ok()
+    });
+    let drift_window = raw.drift_window.unwrap_or(10_000);
+    if !(100..=1_000_000).contains(&drift_window) {
+        errors.push(format!(
+            "metrics.drift_window {drift_window} must be 100..=1000000"
+        ));
+    }
+    MetricsConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        listen,
+        drift_window,
+    }
 }
 
 fn validate_rules(raw: RawRules, errors: &mut Vec<String>) -> RulesConfig {

@@ -2,7 +2,7 @@
 //! rules, warm start) and a raw HTTP client (streaming bulk forwarding, proxying), sharing the
 //! same URL, credentials, CA and deadline.
 
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::Elasticsearch;
@@ -44,17 +44,33 @@ fn ca_error(cfg: &EsConfig, e: &dyn std::fmt::Display) -> EsSetupError {
 pub fn client(cfg: &EsConfig) -> Result<Elasticsearch, EsSetupError> {
     let pool = SingleNodeConnectionPool::new(cfg.url.clone());
     let mut builder = TransportBuilder::new(pool).timeout(cfg.timeout);
-    match &cfg.credentials {
-        Some(EsCredentials::Basic { username, password }) => {
+    match (&cfg.client_identity, &cfg.credentials) {
+        // The client takes one `Credentials`: with a client certificate, the user or API key
+        // rides along as a default header (both go to Elasticsearch, as with curl).
+        (Some(identity), credentials) => {
+            builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(
+                identity.pem.expose().as_bytes().to_vec(),
+            )));
+            if credentials.is_some() {
+                let mut headers = elasticsearch::http::headers::HeaderMap::new();
+                let value = authorization(cfg).unwrap_or_default();
+                let mut value = elasticsearch::http::headers::HeaderValue::from_str(&value)
+                    .map_err(|e| EsSetupError::Client(format!("invalid credentials: {e}")))?;
+                value.set_sensitive(true);
+                headers.insert(elasticsearch::http::headers::AUTHORIZATION, value);
+                builder = builder.headers(headers);
+            }
+        }
+        (None, Some(EsCredentials::Basic { username, password })) => {
             builder = builder.auth(Credentials::Basic(
                 username.clone(),
                 password.expose().to_string(),
             ));
         }
-        Some(EsCredentials::ApiKey(key)) => {
+        (None, Some(EsCredentials::ApiKey(key))) => {
             builder = builder.auth(Credentials::EncodedApiKey(key.expose().to_string()));
         }
-        None => {}
+        (None, None) => {}
     }
     if let Some(pem) = read_ca(cfg)? {
         let cert = Certificate::from_pem(&pem).map_err(|e| ca_error(cfg, &e))?;
@@ -79,6 +95,16 @@ pub fn http_client(cfg: &EsConfig) -> Result<reqwest::Client, EsSetupError> {
         builder = builder
             .add_root_certificate(cert)
             .tls_built_in_root_certs(false);
+    }
+    if let Some(identity) = &cfg.client_identity {
+        let id = reqwest::Identity::from_pem(identity.pem.expose().as_bytes()).map_err(|e| {
+            EsSetupError::Client(format!(
+                "client certificate {} / key {}: {e}",
+                identity.cert_file.display(),
+                identity.key_file.display()
+            ))
+        })?;
+        builder = builder.identity(id);
     }
     builder
         .build()

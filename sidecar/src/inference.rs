@@ -96,6 +96,41 @@ pub fn infer_with(
     behaviour: Option<&[BehaviourValues]>,
     policy: ExplainPolicy,
 ) -> Vec<Result<InferenceResult, DocError>> {
+    let started = std::time::Instant::now();
+    let results = infer_batch(bundle, docs, behaviour, policy);
+    if crate::telemetry::enabled() {
+        record(bundle, started.elapsed(), &results);
+    }
+    results
+}
+
+/// Counts a batch's outcome (latency, scores, errors by kind) and feeds the drift window.
+fn record(
+    bundle: &Bundle,
+    elapsed: std::time::Duration,
+    results: &[Result<InferenceResult, DocError>],
+) {
+    let mut scores = Vec::with_capacity(results.len());
+    let mut rows = Vec::with_capacity(results.len() * bundle.n_features());
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(r) => {
+                scores.push(r.score);
+                rows.extend_from_slice(&r.features);
+            }
+            Err(e) => errors.push(e.kind()),
+        }
+    }
+    crate::telemetry::batch_scored(bundle, elapsed, &scores, &rows, &errors);
+}
+
+fn infer_batch(
+    bundle: &Bundle,
+    docs: &[&Value],
+    behaviour: Option<&[BehaviourValues]>,
+    policy: ExplainPolicy,
+) -> Vec<Result<InferenceResult, DocError>> {
     let f = bundle.n_features();
     let mut rows = Vec::with_capacity(docs.len() * f);
     let mut row_of: Vec<Result<usize, DocError>> = Vec::with_capacity(docs.len());
@@ -182,6 +217,11 @@ pub fn infer_with(
         .into_iter()
         .map(|r| r.and_then(|_| results.next().expect("one result per extracted row")))
         .collect()
+}
+
+/// The score of one output row, as [`InferenceResult::score`] reports it.
+pub fn score_of(bundle: &Bundle, out: &[f32]) -> f64 {
+    interpret(bundle, out, Vec::new()).score
 }
 
 fn interpret(bundle: &Bundle, out: &[f32], features: Vec<f32>) -> InferenceResult {

@@ -19,7 +19,9 @@
 //!
 //! Around the path: [`bundle`] (model bundles, checks, atomic reload), [`config`] (validated
 //! configuration), [`es`] (clients to Elasticsearch), [`fields`] (every field name Vigil writes),
-//! [`setup`] (`vigil setup`: templates, pipelines, Kibana assets), [`startup`] (build and bind).
+//! [`setup`] (`vigil setup`: templates, pipelines, Kibana assets), [`startup`] (build and bind,
+//! drain on SIGTERM), [`tls`] (HTTPS on the listener), [`health`] (readiness), [`telemetry`]
+//! (metrics, drift, ECS logs).
 //!
 //! Beside the ingest path, [`normalize`] maps identity-provider events (Okta, Entra ID, Windows,
 //! sshd) onto the ECS fields features and rules read, and [`rules`] hunts compromised accounts in
@@ -33,6 +35,7 @@ pub mod explain;
 pub mod features;
 pub mod fields;
 pub mod forward;
+pub mod health;
 pub mod http;
 pub mod inference;
 pub mod merge;
@@ -43,3 +46,5 @@ pub mod rules;
 pub mod score;
 pub mod setup;
 pub mod startup;
+pub mod telemetry;
+pub mod tls;

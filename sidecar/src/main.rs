@@ -127,7 +127,10 @@ enum ModelsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = vigil::telemetry::logs::init_from_env() {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Serve {
             config,
@@ -186,17 +189,6 @@ fn main() -> ExitCode {
             }
         },
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 /// Overrides every command takes from the environment: `VIGIL_ES_URL` points Vigil at another

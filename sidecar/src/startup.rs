@@ -17,6 +17,8 @@ use crate::http::{router, AppState};
 
 pub struct Application {
     listener: TcpListener,
+    /// The separate `/metrics` listener (`[metrics] listen`), if any.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     _watcher: Option<notify::RecommendedWatcher>,
     rules: Option<RuleScheduler>,
@@ -73,12 +75,32 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot bind {}", config.server.listen))?;
-        let upstream =
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) if config.metrics.enabled => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind metrics.listen {addr}"))?,
+            ),
+            _ => None,
+        };
+        let upstream = Arc::new(
             crate::forward::Upstream::new(&config.elasticsearch, !config.auth.tokens.is_empty())
-                .context("cannot set up the Elasticsearch upstream")?;
+                .context("cannot set up the Elasticsearch upstream")?,
+        );
+        let es = &config.elasticsearch;
+        let probe = crate::health::EsProbe::new(
+            upstream.clone(),
+            es.credentials.is_none() && es.client_identity.is_none(),
+        );
+        let mut state = AppState::new(registry, config.clone(), Some(upstream));
+        state.es_probe = Some(Arc::new(probe));
+        if config.metrics.enabled {
+            state.metrics = Some(crate::telemetry::install(config.metrics.drift_window));
+        }
         Ok(Application {
             listener,
-            state: AppState::new(registry, config, Some(Arc::new(upstream))),
+            metrics_listener,
+            state,
             _watcher: watcher,
             rules,
         })
@@ -94,20 +116,99 @@ impl Application {
         self.state.registry.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// The address of the separate `/metrics` listener, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and the
+    /// rule run in progress finish (at most `server.shutdown_timeout`), and returns.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(addr = %self.local_addr(), "listening");
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
-        if let Some(rules) = self.rules {
-            let _ = rules.stop.send(true);
-            let _ = rules.task.await;
+        let scheme = if self.state.config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(addr = %self.local_addr(), scheme, "listening");
+        let grace = self.state.config.server.shutdown_timeout;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        // The rule scheduler hears the signal at once and finishes its current run.
+        let rules = self.rules.map(|rules| {
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                stopped(rx).await;
+                let _ = rules.stop.send(true);
+                let _ = rules.task.await;
+            })
+        });
+        if let (Some(listener), Some(handle)) = (self.metrics_listener, self.state.metrics.clone())
+        {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "serving /metrics");
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(crate::http::models::metrics))
+                .with_state(AppState {
+                    metrics: Some(handle),
+                    ..self.state.clone()
+                });
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped(rx))
+                    .await
+            });
         }
-        served
+        let app = router(self.state.clone());
+        let rx = stop_rx.clone();
+        let (listener, tls) = (self.listener, self.state.config.server.tls.clone());
+        let served = async move {
+            match tls {
+                Some(tls) => {
+                    let listener = crate::tls::TlsListener::new(listener, &tls)?;
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped(rx))
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped(rx))
+                        .await
+                }
+            }
+        };
+        let deadline = async {
+            stopped(stop_rx.clone()).await;
+            tokio::time::sleep(grace).await;
+        };
+        let drained = async move {
+            let served = served.await;
+            if let Some(rules) = rules {
+                let _ = rules.await;
+            }
+            served
+        };
+        tokio::select! {
+            result = drained => {
+                tracing::info!("stopped");
+                result
+            }
+            _ = deadline => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown timeout reached; exiting with requests still in flight");
+                Ok(())
+            }
+        }
     }
 }
 

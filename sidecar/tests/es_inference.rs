@@ -265,6 +265,8 @@ async fn overload_answers_429_with_retry_after() {
         config: Arc::new(config),
         cpu: Arc::new(tokio::sync::Semaphore::new(0)),
         upstream: None,
+        es_probe: None,
+        metrics: None,
     };
     let request = axum::http::Request::post("/_vigil/es/inference")
         .header("content-type", "application/json")

@@ -43,6 +43,7 @@ async fn es() -> Es {
         url: url.parse().unwrap(),
         credentials: None,
         ca_file: None,
+        client_identity: None,
         timeout: std::time::Duration::from_secs(60),
     };
     let es = Es::new(vigil::es::client(&cfg).unwrap());

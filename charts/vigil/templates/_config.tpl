@@ -12,6 +12,11 @@ listen = "0.0.0.0:9280"
 max_body_bytes = {{ int64 $c.server.max_body_bytes }}
 max_batch_docs = {{ int64 $c.server.max_batch_docs }}
 max_concurrent_requests = {{ int64 $c.server.max_concurrent_requests }}
+shutdown_timeout = "{{ max 1 (sub (int64 .Values.terminationGracePeriodSeconds) 5) }}s"
+{{- if .Values.tls.enabled }}
+tls_cert = "{{ $root }}/tls/{{ .Values.tls.certKey }}"
+tls_key = "{{ $root }}/tls/{{ .Values.tls.keyKey }}"
+{{- end }}
 
 [auth]
 tokens_file = "{{ $root }}/tokens/{{ .Values.auth.key }}"
@@ -39,6 +44,19 @@ api_key_file = "{{ $root }}/elasticsearch/{{ $cred.apiKeyKey }}"
 {{- end }}
 {{- if include "vigil.hasCa" . }}
 ca_file = "{{ $root }}/ca/{{ .Values.elasticsearch.ca.key }}"
+{{- end }}
+{{- with .Values.elasticsearch.clientCertificate }}
+{{- if .existingSecret }}
+client_cert = "{{ $root }}/es-client/{{ .certKey }}"
+client_key = "{{ $root }}/es-client/{{ .keyKey }}"
+{{- end }}
+{{- end }}
+
+[metrics]
+enabled = {{ .Values.metrics.enabled }}
+drift_window = {{ int64 .Values.metrics.driftWindow }}
+{{- if and .Values.metrics.enabled .Values.metrics.port }}
+listen = "0.0.0.0:{{ int64 .Values.metrics.port }}"
 {{- end }}
 
 [bulk]

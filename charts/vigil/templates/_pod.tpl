@@ -30,6 +30,16 @@
   subPath: {{ .Values.models.pvc.subPath }}
   {{- end }}
 {{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: {{ include "vigil.secretsRoot" . }}/tls
+  readOnly: true
+{{- end }}
+{{- if .Values.elasticsearch.clientCertificate.existingSecret }}
+- name: es-client
+  mountPath: {{ include "vigil.secretsRoot" . }}/es-client
+  readOnly: true
+{{- end }}
 - name: tmp
   mountPath: /tmp
 {{- end }}
@@ -83,6 +93,30 @@
 - name: models
   emptyDir:
     sizeLimit: {{ .Values.models.initContainer.sizeLimit }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ required "tls.existingSecret is required when tls.enabled" .Values.tls.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.tls.certKey }}
+        path: {{ .Values.tls.certKey }}
+      - key: {{ .Values.tls.keyKey }}
+        path: {{ .Values.tls.keyKey }}
+{{- end }}
+{{- with .Values.elasticsearch.clientCertificate }}
+{{- if .existingSecret }}
+- name: es-client
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .certKey }}
+        path: {{ .certKey }}
+      - key: {{ .keyKey }}
+        path: {{ .keyKey }}
+{{- end }}
 {{- end }}
 - name: tmp
   emptyDir:

@@ -162,6 +162,10 @@ type Usable = (History, Option<String>, Option<(f64, f64)>);
 pub struct BehaviourState {
     histories: moka::sync::Cache<(Arc<str>, String), History>,
     pub skipped: Skipped,
+    /// Lookups, misses (a new history) and size evictions of the cache, for `/metrics`.
+    pub lookups: AtomicU64,
+    pub misses: AtomicU64,
+    pub evictions: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for BehaviourState {
@@ -190,13 +194,23 @@ fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
 
 impl BehaviourState {
     pub fn new(max_bytes: u64, idle: Duration) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let evicted = evictions.clone();
         BehaviourState {
             histories: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(weigh)
                 .time_to_idle(idle)
+                .eviction_listener(move |_, _, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
                 .build(),
             skipped: Skipped::default(),
+            lookups: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
         }
     }
 
@@ -289,7 +303,9 @@ impl BehaviourState {
                         None,
                     )
                 };
+                self.lookups.fetch_add(1, Ordering::Relaxed);
                 let history = self.histories.get_with((s.stream.clone(), entity), || {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
                     Arc::new(Mutex::new(Vec::new()))
                 });
                 let state = history.lock().unwrap_or_else(|e| e.into_inner());

@@ -190,6 +190,10 @@ async fn bulk_inner(
         })?;
         (Some(parsed), returned)
     };
+    crate::telemetry::bulk_items(
+        rewritten.stats.items - rewritten.stats.forwarded,
+        upstream_json.as_ref(),
+    );
     let merged = merge(
         &rewritten.slots,
         upstream_json,

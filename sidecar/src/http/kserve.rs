@@ -61,7 +61,7 @@ async fn server_metadata() -> Json<Value> {
 }
 
 async fn server_ready(State(state): State<AppState>) -> impl IntoResponse {
-    let ready = !state.registry.snapshot().models.is_empty();
+    let (ready, _) = super::models::readiness(&state).await;
     let status = if ready {
         StatusCode::OK
     } else {

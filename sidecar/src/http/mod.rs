@@ -34,6 +34,10 @@ pub struct AppState {
     pub cpu: Arc<Semaphore>,
     /// Elasticsearch behind the drop-in endpoint.
     pub upstream: Option<Arc<crate::forward::Upstream>>,
+    /// Readiness's view of Elasticsearch (`None`: readiness looks at the models only).
+    pub es_probe: Option<Arc<crate::health::EsProbe>>,
+    /// The Prometheus recorder behind `/metrics` (`None`: metrics are off, `/metrics` is 404).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -47,6 +51,8 @@ impl AppState {
             registry,
             config,
             upstream,
+            es_probe: None,
+            metrics: None,
         }
     }
 
@@ -78,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/_vigil/models/_reload", post(models::reload))
         .route("/_vigil/health/live", get(models::live))
         .route("/_vigil/health/ready", get(models::ready))
+        .route("/metrics", get(models::metrics))
         .merge(kserve::routes())
         .route("/_bulk", post(bulk::bulk_default).put(bulk::bulk_default))
         .route(

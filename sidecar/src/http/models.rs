@@ -57,12 +57,65 @@ pub async fn live() -> Json<Value> {
     Json(json!({"live": true}))
 }
 
+/// Ready when a model is loaded and Elasticsearch answers (cached, bounded probe).
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let models = state.registry.snapshot().models.len();
-    let status = if models > 0 {
+    let (ready, body) = readiness(&state).await;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": models > 0, "models": models})))
+    (status, Json(body))
+}
+
+/// Whether Vigil is ready, and the reasons: `{"ready", "models", "elasticsearch"}`.
+pub async fn readiness(state: &AppState) -> (bool, Value) {
+    let models = state.registry.snapshot().models.len();
+    let es = match &state.es_probe {
+        None => None,
+        Some(probe) => Some(probe.status().await),
+    };
+    let es_ok = !matches!(es, Some(crate::health::EsStatus::Down(_)));
+    let ready = models > 0 && es_ok;
+    let es_json = match es {
+        None => json!("not checked"),
+        Some(crate::health::EsStatus::Up) => json!("up"),
+        Some(crate::health::EsStatus::Down(reason)) => json!({"down": reason}),
+    };
+    (
+        ready,
+        json!({"ready": ready, "models": models, "elasticsearch": es_json}),
+    )
+}
+
+/// Prometheus text exposition (404 when metrics are off).
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    match &state.metrics {
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "resource_not_found_exception",
+            "metrics are disabled ([metrics] enabled = false)",
+        )
+        .into_response(),
+        Some(handle) => {
+            let handle = handle.clone();
+            let registry = state.registry.clone();
+            // Rendering walks every series and the drift windows: off the async workers.
+            match tokio::task::spawn_blocking(move || crate::telemetry::render(&handle, &registry))
+                .await
+            {
+                Ok(text) => (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+                    .into_response(),
+                Err(e) => {
+                    ApiError::internal(format!("rendering metrics failed: {e}")).into_response()
+                }
+            }
+        }
+    }
 }

@@ -276,6 +276,7 @@ impl Engine {
             report.error = Some(e.to_string());
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
+        crate::telemetry::rule_run(&report);
         report
     }
 
