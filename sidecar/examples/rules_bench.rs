@@ -285,12 +285,7 @@ fn user_docs(
     let vpn_user = rng.chance(r.vpn_user);
     let browser = rng.below(BROWSERS.len() as u64) as usize;
     let usual_ua = ua(browser, 0);
-    let home_ip = format!(
-        "100.{}.{}.{}",
-        100 + hi,
-        u / 256 % 256,
-        u % 256
-    );
+    let home_ip = format!("100.{}.{}.{}", 100 + hi, u / 256 % 256, u % 256);
     let office = |rng: &mut Rng| Net {
         ip: format!("100.{}.0.{}", 64 + hi, rng.below(NAT_POOL)),
         place: home,
@@ -403,7 +398,15 @@ fn user_docs(
                 t += TimeDelta::seconds(15 + rng.below(30) as i64);
             }
         }
-        out.push(ev(t, &name, "sign-in", "success", &net, &client, Some(&sid)));
+        out.push(ev(
+            t,
+            &name,
+            "sign-in",
+            "success",
+            &net,
+            &client,
+            Some(&sid),
+        ));
         t += TimeDelta::seconds(10);
         if !victim && rng.chance(r.mfa_deny_per_sign_in) {
             out.push(ev(
@@ -426,18 +429,27 @@ fn user_docs(
             &client,
             Some(&sid),
         ));
-        let switch_at = if vpn_user && net.asn != VPN.office_asn && rng.chance(r.vpn_switch_mid_session) {
-            c.vpn_switches += 1;
-            per_session / 2
-        } else {
-            usize::MAX
-        };
+        let switch_at =
+            if vpn_user && net.asn != VPN.office_asn && rng.chance(r.vpn_switch_mid_session) {
+                c.vpn_switches += 1;
+                per_session / 2
+            } else {
+                usize::MAX
+            };
         let vpn_net = vpn(&mut rng);
         let apps = per_session.saturating_sub(3);
         for k in 0..apps {
             t += TimeDelta::seconds(5 + rng.below(60) as i64);
             let n = if k >= switch_at { &vpn_net } else { &net };
-            out.push(ev(t, &name, "app-access", "success", n, &client, Some(&sid)));
+            out.push(ev(
+                t,
+                &name,
+                "app-access",
+                "success",
+                n,
+                &client,
+                Some(&sid),
+            ));
             // The session-replay victim: the stolen cookie used from Lagos mid-session.
             if s == 0 && k == apps / 2 && name == plan.v(6) {
                 let atk = Net {
@@ -891,7 +903,8 @@ async fn main() {
                 } else {
                     benign += 1;
                     if benign_examples.len() < 40 {
-                        benign_examples.push(format!("{}: {:?} {:?}", rule.id, f.group, f.evidence));
+                        benign_examples
+                            .push(format!("{}: {:?} {:?}", rule.id, f.group, f.evidence));
                     }
                 }
             }

@@ -486,7 +486,12 @@ async fn first_run_covers_the_catch_up_span_and_risk_sees_its_alerts() {
     let now = t("2026-05-01T12:20:30Z");
     let r = engine.run_rule_due(&rule, now).await;
     assert_eq!(
-        (r.windows, r.missed_windows, r.alerts_written, r.error.clone()),
+        (
+            r.windows,
+            r.missed_windows,
+            r.alerts_written,
+            r.error.clone()
+        ),
         (6, 0, 1, None),
         "{r:?}"
     );

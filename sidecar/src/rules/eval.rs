@@ -481,10 +481,7 @@ fn new_terms(
         if seen.contains(&key) || !is_new(n, &key, &seen_values) {
             continue;
         }
-        if key
-            .get(n.by.len())
-            .is_some_and(|(_, v)| common.contains(v))
-        {
+        if key.get(n.by.len()).is_some_and(|(_, v)| common.contains(v)) {
             continue;
         }
         let (by, terms) = key.split_at(n.by.len());

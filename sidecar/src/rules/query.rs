@@ -636,10 +636,7 @@ impl Q<'_> {
             let common = self
                 .common_values(field, entity_field, values, history, min)
                 .await?;
-            candidates.retain(|(g, _)| {
-                g.get(n.by.len())
-                    .is_none_or(|(_, v)| !common.contains(v))
-            });
+            candidates.retain(|(g, _)| g.get(n.by.len()).is_none_or(|(_, v)| !common.contains(v)));
         }
         let mut out = Vec::new();
         for (group, b) in candidates {
