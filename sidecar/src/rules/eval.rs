@@ -392,11 +392,11 @@ pub fn new_terms_evidence(n: &NewTerms, terms: &[(String, String)]) -> Map<Strin
     m
 }
 
+/// A group key: `(field, value)` pairs in the rule's order.
+pub type Key = Vec<(String, String)>;
+
 /// For `all_fields_new`: every `(entity, (field, value))` among the seen combinations.
-pub fn seen_field_values(
-    n: &NewTerms,
-    seen: &BTreeSet<Vec<(String, String)>>,
-) -> BTreeSet<(Vec<(String, String)>, (String, String))> {
+pub fn seen_field_values(n: &NewTerms, seen: &BTreeSet<Key>) -> BTreeSet<(Key, (String, String))> {
     seen.iter()
         .flat_map(|k| {
             let (by, terms) = k.split_at(n.by.len());
@@ -410,7 +410,7 @@ pub fn seen_field_values(
 pub fn is_new(
     n: &NewTerms,
     key: &[(String, String)],
-    seen_values: &BTreeSet<(Vec<(String, String)>, (String, String))>,
+    seen_values: &BTreeSet<(Key, (String, String))>,
 ) -> bool {
     if !n.all_fields_new {
         return true;
@@ -446,7 +446,7 @@ fn new_terms(
     let (history, before) = new_terms_ranges(n, window);
     let key_fields: Vec<String> = n.by.iter().chain(&n.fields).cloned().collect();
     let mut seen: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-    let mut known_entities: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+    let mut known_entities: BTreeMap<Key, u64> = BTreeMap::new();
     let mut active_before: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
     let mut users_by_value: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut current: BTreeMap<Vec<(String, String)>, Vec<&Event>> = BTreeMap::new();
@@ -454,7 +454,7 @@ fn new_terms(
         if history.contains(e.ts) {
             let mut ignored = Stats::default();
             if let Some(k) = group_of(e, &key_fields, &mut ignored) {
-                known_entities.insert(k[..n.by.len()].to_vec());
+                *known_entities.entry(k[..n.by.len()].to_vec()).or_default() += 1;
                 if let Some((_, v)) = k.get(n.by.len()) {
                     users_by_value
                         .entry(v.clone())
@@ -488,7 +488,7 @@ fn new_terms(
         if before.is_some() && !active_before.contains(by) {
             continue;
         }
-        if n.require_history && !known_entities.contains(by) {
+        if n.require_history && known_entities.get(by).copied().unwrap_or(0) < n.min_history {
             continue;
         }
         let last = evs.last().expect("non-empty");

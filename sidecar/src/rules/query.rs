@@ -589,7 +589,7 @@ impl Q<'_> {
         // Known combinations in the history, for the candidates' entities only.
         let mut seen: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
         let mut active: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-        let mut known_entities: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+        let mut known_entities: BTreeMap<Vec<(String, String)>, u64> = BTreeMap::new();
         let entity_field = &n.by[0];
         let by_sources: Vec<(String, bool)> = n.by.iter().map(|f| (f.clone(), false)).collect();
         for chunk in candidates.chunks(500) {
@@ -605,7 +605,8 @@ impl Q<'_> {
                 .await?;
             for b in &known {
                 let g = bucket_group(b, &key_fields);
-                known_entities.insert(g[..n.by.len()].to_vec());
+                *known_entities.entry(g[..n.by.len()].to_vec()).or_default() +=
+                    b.get("doc_count").and_then(Value::as_u64).unwrap_or(0);
                 seen.insert(g);
             }
             if let Some(before) = before {
@@ -624,7 +625,8 @@ impl Q<'_> {
             let by = g[..n.by.len()].to_vec();
             !seen.contains(g)
                 && (before.is_none() || active.contains(&by))
-                && (!n.require_history || known_entities.contains(&by))
+                && (!n.require_history
+                    || known_entities.get(&by).copied().unwrap_or(0) >= n.min_history)
         });
         let seen_values = eval::seen_field_values(n, &seen);
         candidates.retain(|(g, _)| eval::is_new(n, g, &seen_values));

@@ -182,6 +182,7 @@ struct RawNewTerms {
     common_entities: Option<u64>,
     #[serde(default)]
     all_fields_new: bool,
+    min_history: Option<u64>,
 }
 
 /// A combination of `fields` first seen for the entity (`by`) in the window, against
@@ -196,6 +197,10 @@ pub struct NewTerms {
     /// Only entities with some activity in the history can have a new term (a brand-new user
     /// has nothing to compare with). Default: true when there are `fields`.
     pub require_history: bool,
+    /// With `require_history`: how many events the entity needs in the history to be judged (a
+    /// user back from leave with a morning's sign-ins has no baseline yet; Entra learns for 10
+    /// sign-ins). Default 1.
+    pub min_history: u64,
     /// A value (of the one field) that at least this many distinct entities used in the
     /// history is common in the organisation and new for nobody: another office's country,
     /// a big local ISP (Entra's travel detections ignore locations common in the tenant).
@@ -749,6 +754,15 @@ pub fn parse_rule(
             if n.common_entities == Some(0) {
                 bad("new_terms.common_entities", "must be at least 1".into());
             }
+            if n.min_history.is_some() && !require_history {
+                bad(
+                    "new_terms.min_history",
+                    "only applies with require_history".into(),
+                );
+            }
+            if n.min_history == Some(0) {
+                bad("new_terms.min_history", "must be at least 1".into());
+            }
             if n.all_fields_new && n.fields.len() < 2 {
                 bad("new_terms.all_fields_new", "needs at least two fields".into());
             }
@@ -758,6 +772,7 @@ pub fn parse_rule(
                 history,
                 seen_before,
                 require_history,
+                min_history: n.min_history.unwrap_or(1),
                 common_entities: n.common_entities,
                 all_fields_new: n.all_fields_new,
             })
