@@ -4,6 +4,8 @@
 #   default routes) → the bundled sample events sent through _bulk → a summary of what was scored
 #   and why → the detection rules run once over the sample period → the alerts and riskiest users.
 #   make demo
+# VIGIL_DEMO_PORT (default 9280) is Vigil's port; VIGIL_DEMO_ES_PORT starts Elasticsearch on that
+# port instead of the harness default (9200).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -16,10 +18,10 @@ say "building vigil"
 # The dev profile: it shares its build with `make test`, and Vigil's own crate is optimised in
 # it (Cargo.toml), which is where the scoring time goes.
 cargo build --locked -q --bin vigil
-BIN=$REPO/target/debug/vigil
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/debug/vigil
 
 say "starting Elasticsearch"
-ES_URL=$(tests/elasticsearch/start)
+ES_URL=$(tests/elasticsearch/start ${VIGIL_DEMO_ES_PORT:+--port "$VIGIL_DEMO_ES_PORT"})
 echo "$ES_URL"
 
 # The embedded defaults, plus where the demo's rules read events (indices the templates map).
@@ -104,6 +106,9 @@ for index, model, show in [("vigil-events-demo-auth-events", "login-risk", lambd
 PY
 
 say "detection rules, run once over the sample period (vigil rules run --once)"
+# A rule's first run (no checkpoint: the demo deleted the state) covers its last max_catchup
+# windows: 48 five-minute windows = 4 hours back from 10 minutes after the last sample event,
+# which spans the whole sample. The risk job then scores every alert up to --now.
 END=$(python3 -c '
 import json, datetime
 ts = max(json.loads(l)["@timestamp"] for l in open("models/samples/auth-events.ndjson") if l.strip())

@@ -363,9 +363,13 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
     let mut settings = ix.settings("replica-a");
     settings.max_catchup = 3;
     let a = Engine::new(es.clone(), vec![rule.clone()], settings.clone());
-    // First run at 11:00: one window, no alert (the attack is at 11:54).
+    // First run at 11:00: the 3 catch-up windows up to 11:00, no alert (the attack is at 11:54).
     let r = a.run_rule_due(&rule, t("2026-05-01T11:00:00Z")).await;
-    assert_eq!((r.windows, r.error.clone()), (1, None), "{r:?}");
+    assert_eq!(
+        (r.windows, r.missed_windows, r.error.clone()),
+        (3, 0, None),
+        "{r:?}"
+    );
     let state = es
         .call(
             "state",
@@ -420,7 +424,9 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
     let now = t("2026-05-01T12:01:00Z");
     let (ra, rb) = tokio::join!(a.run_due(now), b.run_due(now));
     for (x, y) in ra.iter().zip(&rb) {
-        assert_eq!(x.windows + y.windows, 1, "{x:?} {y:?}");
+        // A first run: the 12 catch-up windows, run by exactly one of the two.
+        assert_eq!(x.windows + y.windows, 12, "{x:?} {y:?}");
+        assert!(x.windows == 0 || y.windows == 0, "{x:?} {y:?}");
         assert!(x.error.is_none() && y.error.is_none(), "{x:?} {y:?}");
     }
     let race_alerts = search(
@@ -461,6 +467,60 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
         r.skipped.is_none() && r.windows == 12 && r.missed_windows == 6,
         "{r:?}"
     );
+    ix.delete(&es).await;
+}
+
+/// A rule's first run (no checkpoint) covers the configured catch-up span, so an attack indexed
+/// before the rule was first scheduled still alerts; the risk job run right after scores it
+/// although the alert is later than the risk job's grid point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_covers_the_catch_up_span_and_risk_sees_its_alerts() {
+    let es = es().await;
+    let ix = Indices::create(&es, "first-run").await;
+    let rule = rule_with("vigil-brute-force-user", |_| {});
+    // The attack's 12 failures fall between 11:54 and 11:58; only the 12:00 window holds ten.
+    index_events(&es, &ix.events(), &rule.examples[0].events).await;
+    let mut settings = ix.settings("replica-a");
+    settings.max_catchup = 6;
+    settings.risk_interval = TimeDelta::days(1);
+    let engine = Engine::new(es.clone(), vec![rule.clone()], settings);
+    let now = t("2026-05-01T12:20:30Z");
+    let r = engine.run_rule_due(&rule, now).await;
+    assert_eq!(
+        (
+            r.windows,
+            r.missed_windows,
+            r.alerts_written,
+            r.error.clone()
+        ),
+        (6, 0, 1, None),
+        "{r:?}"
+    );
+    let alerts = search(&es, &ix.alerts(), json!({"match_all": {}})).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["_source"]["user"]["name"], "alice");
+    // Found by the 12:00 window, five windows before the latest.
+    assert_eq!(
+        alerts[0]["_source"]["vigil"]["alert"]["window"]["end"],
+        "2026-05-01T12:00:00.000Z"
+    );
+    let state = es
+        .call(
+            "state",
+            Method::Get,
+            &format!("/{}/_doc/{}", ix.state(), rule.id),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state["_source"]["checkpoint"], "2026-05-01T12:20:00.000Z");
+    // The risk job is on a daily grid (due at 00:00) but scores alerts up to now.
+    let scored = vigil::rules::risk::run_due(&engine, now).await.unwrap();
+    assert_eq!(scored, Some(1));
+    let risk = search(&es, &ix.risk(), json!({"match_all": {}})).await;
+    assert_eq!(risk.len(), 1);
+    assert_eq!(risk[0]["_source"]["user"]["name"], "alice");
     ix.delete(&es).await;
 }
 

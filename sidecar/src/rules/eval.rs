@@ -392,6 +392,50 @@ pub fn new_terms_evidence(n: &NewTerms, terms: &[(String, String)]) -> Map<Strin
     m
 }
 
+/// A group key: `(field, value)` pairs in the rule's order.
+pub type Key = Vec<(String, String)>;
+
+/// For `all_fields_new`: every `(entity, (field, value))` among the seen combinations.
+pub fn seen_field_values(n: &NewTerms, seen: &BTreeSet<Key>) -> BTreeSet<(Key, (String, String))> {
+    seen.iter()
+        .flat_map(|k| {
+            let (by, terms) = k.split_at(n.by.len());
+            terms.iter().map(move |t| (by.to_vec(), t.clone()))
+        })
+        .collect()
+}
+
+/// Whether a combination not seen before counts as new: always, unless `all_fields_new` asks
+/// for each of its values to be new for the entity.
+pub fn is_new(
+    n: &NewTerms,
+    key: &[(String, String)],
+    seen_values: &BTreeSet<(Key, (String, String))>,
+) -> bool {
+    if !n.all_fields_new {
+        return true;
+    }
+    let (by, terms) = key.split_at(n.by.len());
+    terms
+        .iter()
+        .all(|t| !seen_values.contains(&(by.to_vec(), t.clone())))
+}
+
+/// Values that at least `min` distinct entities used: common in the organisation.
+pub fn common_values(
+    users_by_value: &BTreeMap<String, BTreeSet<String>>,
+    min: Option<u64>,
+) -> BTreeSet<String> {
+    match min {
+        None => BTreeSet::new(),
+        Some(min) => users_by_value
+            .iter()
+            .filter(|(_, e)| e.len() as u64 >= min)
+            .map(|(v, _)| v.clone())
+            .collect(),
+    }
+}
+
 fn new_terms(
     rule: &Rule,
     n: &NewTerms,
@@ -402,14 +446,21 @@ fn new_terms(
     let (history, before) = new_terms_ranges(n, window);
     let key_fields: Vec<String> = n.by.iter().chain(&n.fields).cloned().collect();
     let mut seen: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-    let mut known_entities: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+    let mut known_entities: BTreeMap<Key, u64> = BTreeMap::new();
     let mut active_before: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+    let mut users_by_value: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut current: BTreeMap<Vec<(String, String)>, Vec<&Event>> = BTreeMap::new();
     for e in events {
         if history.contains(e.ts) {
             let mut ignored = Stats::default();
             if let Some(k) = group_of(e, &key_fields, &mut ignored) {
-                known_entities.insert(k[..n.by.len()].to_vec());
+                *known_entities.entry(k[..n.by.len()].to_vec()).or_default() += 1;
+                if let Some((_, v)) = k.get(n.by.len()) {
+                    users_by_value
+                        .entry(v.clone())
+                        .or_default()
+                        .insert(k[0].1.clone());
+                }
                 seen.insert(k);
             }
         } else if before.is_some_and(|b| b.contains(e.ts)) {
@@ -423,16 +474,21 @@ fn new_terms(
             }
         }
     }
+    let seen_values = seen_field_values(n, &seen);
+    let common = common_values(&users_by_value, n.common_entities);
     let mut out = Vec::new();
     for (key, evs) in current {
-        if seen.contains(&key) {
+        if seen.contains(&key) || !is_new(n, &key, &seen_values) {
+            continue;
+        }
+        if key.get(n.by.len()).is_some_and(|(_, v)| common.contains(v)) {
             continue;
         }
         let (by, terms) = key.split_at(n.by.len());
         if before.is_some() && !active_before.contains(by) {
             continue;
         }
-        if n.require_history && !known_entities.contains(by) {
+        if n.require_history && known_entities.get(by).copied().unwrap_or(0) < n.min_history {
             continue;
         }
         let last = evs.last().expect("non-empty");
@@ -491,6 +547,7 @@ fn rare(
     let baseline = rare_baseline(r, window);
     let mut totals: HashMap<String, u64> = HashMap::new();
     let mut counts: HashMap<(String, String), u64> = HashMap::new();
+    let mut users_by_value: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut current: BTreeMap<(String, String), Vec<&Event>> = BTreeMap::new();
     for e in events {
         let in_base = baseline.contains(e.ts);
@@ -507,6 +564,10 @@ fn rare(
         if in_base {
             *totals.entry(entity.clone()).or_default() += 1;
             if let Some(v) = e.key(&r.field) {
+                users_by_value
+                    .entry(v.clone())
+                    .or_default()
+                    .insert(entity.clone());
                 *counts.entry((entity, v)).or_default() += 1;
             }
         } else {
@@ -516,8 +577,12 @@ fn rare(
             }
         }
     }
+    let common = common_values(&users_by_value, r.common_entities);
     let mut out = Vec::new();
     for ((entity, value), evs) in current {
+        if common.contains(&value) {
+            continue;
+        }
         let total = totals.get(&entity).copied().unwrap_or(0);
         let count = counts
             .get(&(entity.clone(), value.clone()))

@@ -286,6 +286,47 @@ impl Q<'_> {
         Ok(out)
     }
 
+    /// Which of `values` of `field` at least `min` distinct entities used in `range` (events
+    /// the rule reads): common in the organisation. One `terms` aggregation over the given values
+    /// with a `cardinality` of the entity, so its cost follows the candidates, not the history.
+    async fn common_values(
+        &self,
+        field: &str,
+        entity: &str,
+        values: BTreeSet<String>,
+        range: Window,
+        min: u64,
+    ) -> Result<BTreeSet<String>, EsError> {
+        let mut out = BTreeSet::new();
+        let values: Vec<String> = values.into_iter().collect();
+        for chunk in values.chunks(500) {
+            let body = json!({
+                "size": 0,
+                "track_total_hits": false,
+                "query": self.query(range.start, range.end, vec![json!({"terms": {field: chunk}})]),
+                "aggs": {"v": {
+                    "terms": {"field": field, "size": chunk.len()},
+                    "aggs": {"e": {"cardinality": {"field": entity, "precision_threshold": min.clamp(100, 40_000)}}}
+                }}
+            });
+            let resp = self.search("common values", &body).await?;
+            for b in resp
+                .pointer("/aggregations/v/buckets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let n = b.pointer("/e/value").and_then(Value::as_u64).unwrap_or(0);
+                if n >= min {
+                    if let Some(k) = b.get("key").and_then(doc::scalar_key) {
+                        out.insert(k);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Pages a composite aggregation; `sub` are the per-bucket sub-aggregations.
     async fn composite(
         &self,
@@ -548,7 +589,7 @@ impl Q<'_> {
         // Known combinations in the history, for the candidates' entities only.
         let mut seen: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
         let mut active: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
-        let mut known_entities: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+        let mut known_entities: BTreeMap<Vec<(String, String)>, u64> = BTreeMap::new();
         let entity_field = &n.by[0];
         let by_sources: Vec<(String, bool)> = n.by.iter().map(|f| (f.clone(), false)).collect();
         for chunk in candidates.chunks(500) {
@@ -564,7 +605,8 @@ impl Q<'_> {
                 .await?;
             for b in &known {
                 let g = bucket_group(b, &key_fields);
-                known_entities.insert(g[..n.by.len()].to_vec());
+                *known_entities.entry(g[..n.by.len()].to_vec()).or_default() +=
+                    b.get("doc_count").and_then(Value::as_u64).unwrap_or(0);
                 seen.insert(g);
             }
             if let Some(before) = before {
@@ -583,8 +625,21 @@ impl Q<'_> {
             let by = g[..n.by.len()].to_vec();
             !seen.contains(g)
                 && (before.is_none() || active.contains(&by))
-                && (!n.require_history || known_entities.contains(&by))
+                && (!n.require_history
+                    || known_entities.get(&by).copied().unwrap_or(0) >= n.min_history)
         });
+        let seen_values = eval::seen_field_values(n, &seen);
+        candidates.retain(|(g, _)| eval::is_new(n, g, &seen_values));
+        if let (Some(min), Some(field)) = (n.common_entities, n.fields.first()) {
+            let values = candidates
+                .iter()
+                .filter_map(|(g, _)| g.get(n.by.len()).map(|(_, v)| v.clone()))
+                .collect();
+            let common = self
+                .common_values(field, entity_field, values, history, min)
+                .await?;
+            candidates.retain(|(g, _)| g.get(n.by.len()).is_none_or(|(_, v)| !common.contains(v)));
+        }
         let mut out = Vec::new();
         for (group, b) in candidates {
             let terms = group[n.by.len()..].to_vec();
@@ -662,10 +717,24 @@ impl Q<'_> {
                 }
             }
         }
+        let common = match r.common_entities {
+            Some(min) => {
+                let values = current
+                    .iter()
+                    .map(|b| bucket_group(b, &fields)[1].1.clone())
+                    .collect();
+                self.common_values(&r.field, &entity, values, baseline, min)
+                    .await?
+            }
+            None => BTreeSet::new(),
+        };
         let mut out = Vec::new();
         for b in current {
             let group = bucket_group(&b, &fields);
             let (e, v) = (group[0].1.clone(), group[1].1.clone());
+            if common.contains(&v) {
+                continue;
+            }
             let total = totals.get(&e).copied().unwrap_or(0);
             let count = counts.get(&(e.clone(), v.clone())).copied().unwrap_or(0);
             if !eval::rare_fires(r, count, total) {

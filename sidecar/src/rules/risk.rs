@@ -128,7 +128,9 @@ pub fn bayesian_update(score: f64, modifier: f64) -> f64 {
 const STATE_ID: &str = "vigil-risk-engine";
 
 /// Recomputes every user's risk if the risk job is due (hourly by default) and this replica
-/// can claim it.
+/// can claim it. The job is scheduled on the hourly grid, but it scores the alerts up to `now`:
+/// an alert is stamped with its last event's time, so scoring only up to the grid point would
+/// leave out the alerts of the last (up to) hour, all of them on a first run.
 pub async fn run_due(engine: &Engine, now: DateTime<Utc>) -> Result<Option<usize>, EsError> {
     let s = engine.settings();
     let due = align_down(now, s.risk_interval);
@@ -186,7 +188,7 @@ pub async fn run_due(engine: &Engine, now: DateTime<Utc>) -> Result<Option<usize
         Err(e) if e.is_conflict() => return Ok(None),
         Err(e) => return Err(e),
     }
-    compute(engine, due).await.map(Some)
+    compute(engine, now.max(due)).await.map(Some)
 }
 
 /// Recomputes every user's risk from alerts in `[end − risk_lookback, end)` and writes the

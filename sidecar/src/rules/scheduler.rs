@@ -2,8 +2,10 @@
 //! with window ends aligned to the interval grid so every replica (and every rerun) computes the
 //! same windows and therefore the same alert ids. Progress is a checkpoint per rule in Vigil's
 //! state index; replicas claim a rule by writing a short lease with `if_seq_no`/`if_primary_term`
-//! (a 409 means another replica won), so there is no leader election of our own. After downtime
-//! at most `max_catchup` missed windows are run (the rest are recorded as missed). A failing rule
+//! (a 409 means another replica won), so there is no leader election of our own. A rule's first
+//! run (no checkpoint yet) covers the last `max_catchup` windows, so events indexed shortly before
+//! the rule was deployed are judged; after downtime at most `max_catchup` missed windows are run
+//! (the rest are recorded as missed). A failing rule
 //! records its error in its state, backs off until its next interval, and does not stop the others.
 
 use std::collections::BTreeSet;
@@ -79,7 +81,8 @@ pub fn align_down(t: DateTime<Utc>, interval: TimeDelta) -> DateTime<Utc> {
 }
 
 /// The window ends a run must cover: after `checkpoint` up to `due`, capped at `max_catchup`
-/// (the earliest are dropped). Returns `(ends, missed)`.
+/// (the earliest are dropped). Returns `(ends, missed)`. Without a checkpoint (the rule's first
+/// run) the last `max_catchup` windows up to `due`, none counted as missed.
 pub fn due_windows(
     checkpoint: Option<DateTime<Utc>>,
     due: DateTime<Utc>,
@@ -87,7 +90,11 @@ pub fn due_windows(
     max_catchup: u32,
 ) -> (Vec<DateTime<Utc>>, u64) {
     let Some(cp) = checkpoint else {
-        return (vec![due], 0);
+        let ends = (0..max_catchup.max(1))
+            .rev()
+            .map(|k| due - interval * (k as i32))
+            .collect();
+        return (ends, 0);
     };
     if cp >= due {
         return (Vec::new(), 0);
@@ -568,9 +575,20 @@ mod tests {
             align_down(t("2026-05-01T12:07:31Z"), i),
             t("2026-05-01T12:05:00Z")
         );
-        // First run: only the latest window.
+        // First run: the catch-up span up to the latest window, nothing recorded as missed.
         assert_eq!(
-            due_windows(None, t("2026-05-01T12:05:00Z"), i, 12),
+            due_windows(None, t("2026-05-01T12:05:00Z"), i, 3),
+            (
+                vec![
+                    t("2026-05-01T11:55:00Z"),
+                    t("2026-05-01T12:00:00Z"),
+                    t("2026-05-01T12:05:00Z")
+                ],
+                0
+            )
+        );
+        assert_eq!(
+            due_windows(None, t("2026-05-01T12:05:00Z"), i, 0),
             (vec![t("2026-05-01T12:05:00Z")], 0)
         );
         // Up to date.

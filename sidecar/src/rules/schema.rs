@@ -179,6 +179,10 @@ struct RawNewTerms {
     history: String,
     seen_before: Option<String>,
     require_history: Option<bool>,
+    common_entities: Option<u64>,
+    #[serde(default)]
+    all_fields_new: bool,
+    min_history: Option<u64>,
 }
 
 /// A combination of `fields` first seen for the entity (`by`) in the window, against
@@ -193,6 +197,18 @@ pub struct NewTerms {
     /// Only entities with some activity in the history can have a new term (a brand-new user
     /// has nothing to compare with). Default: true when there are `fields`.
     pub require_history: bool,
+    /// With `require_history`: how many events the entity needs in the history to be judged (a
+    /// user back from leave with a morning's sign-ins has no baseline yet; Entra learns for 10
+    /// sign-ins). Default 1.
+    pub min_history: u64,
+    /// A value (of the one field) that at least this many distinct entities used in the
+    /// history is common in the organisation and new for nobody: another office's country,
+    /// a big local ISP (Entra's travel detections ignore locations common in the tenant).
+    pub common_entities: Option<u64>,
+    /// With several fields: new only when *every* value is new for the entity (an unfamiliar
+    /// client from an unfamiliar network), not merely their combination (a browser update at
+    /// home, or the usual laptop in a hotel, is not).
+    pub all_fields_new: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +268,7 @@ struct RawRare {
     max_fraction: f64,
     #[serde(default = "twenty")]
     min_baseline: u64,
+    common_entities: Option<u64>,
 }
 fn twenty() -> u64 {
     20
@@ -265,6 +282,9 @@ pub struct Rare {
     pub baseline: TimeDelta,
     pub max_fraction: f64,
     pub min_baseline: u64,
+    /// A value that at least this many distinct entities used in the baseline is common in
+    /// the organisation and rare for nobody (as [`NewTerms::common_entities`]).
+    pub common_entities: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -725,12 +745,36 @@ pub fn parse_rule(
                     "without fields the entity must be absent from the history".into(),
                 );
             }
+            if n.common_entities.is_some() && n.fields.len() != 1 {
+                bad(
+                    "new_terms.common_entities",
+                    "needs exactly one field (the value that is common)".into(),
+                );
+            }
+            if n.common_entities == Some(0) {
+                bad("new_terms.common_entities", "must be at least 1".into());
+            }
+            if n.min_history.is_some() && !require_history {
+                bad(
+                    "new_terms.min_history",
+                    "only applies with require_history".into(),
+                );
+            }
+            if n.min_history == Some(0) {
+                bad("new_terms.min_history", "must be at least 1".into());
+            }
+            if n.all_fields_new && n.fields.len() < 2 {
+                bad("new_terms.all_fields_new", "needs at least two fields".into());
+            }
             Kind::NewTerms(NewTerms {
                 by: n.by.clone(),
                 fields: n.fields.clone(),
                 history,
                 seen_before,
                 require_history,
+                min_history: n.min_history.unwrap_or(1),
+                common_entities: n.common_entities,
+                all_fields_new: n.all_fields_new,
             })
         }),
         "geo_velocity" => raw.geo_velocity.as_ref().map(|g| {
@@ -795,11 +839,15 @@ pub fn parse_rule(
                 bad("rare.baseline", m);
                 TimeDelta::days(1)
             });
+            if r.common_entities == Some(0) {
+                bad("rare.common_entities", "must be at least 1".into());
+            }
             Kind::Rare(Rare {
                 field: r.field.clone(),
                 baseline,
                 max_fraction: r.max_fraction,
                 min_baseline: r.min_baseline,
+                common_entities: r.common_entities,
             })
         }),
         _ => None,
