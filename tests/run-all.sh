@@ -43,8 +43,11 @@ step "helm chart"
 tests/chart.sh
 
 step "end-to-end tests (real clients, faults with counts, bad input; own Elasticsearch nodes)"
-# The binary `cargo test` built (Vigil's own crate is optimised in the dev profile).
-cargo build --locked --bin vigil
+# The binary `cargo test` built for the integration tests (Vigil's own crate is optimised in the
+# dev profile). A separate `cargo build` would resolve dependency features without the
+# dev-dependencies and rebuild much of the graph (over 20 minutes on 2 cores), so it only runs
+# when that binary is missing.
+[ -x target/debug/vigil ] || cargo build --locked --bin vigil
 VIGIL_BIN="$REPO/target/debug/vigil" .venv/bin/python -m pytest tests/e2e
 
 step "fuzzing (bounded)"
