@@ -76,10 +76,12 @@ def retrain_bench_xgb(models_dir: Path):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, default=SIDECAR / "tests/bundles/bench_xgb")
-    ap.add_argument("--models", type=Path, default=Path("/work/main/models"),
+    ap.add_argument("--models", type=Path, default=SIDECAR.parent / "models",
                     help="folder holding vigil_models (the exporter)")
     ap.add_argument("--seconds", type=float, default=1.0, help="per round; 3 rounds per case")
     ap.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    ap.add_argument("--rust-bin", type=Path, default=None,
+                    help="a built tree_throughput example to run instead of `cargo run --release`")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -118,8 +120,11 @@ def main() -> int:
     res["xgb"]["shap"] = rate(lambda: booster.predict(D, pred_contribs=True), 1024, max(args.seconds, 2.0))
 
     env = dict(os.environ)
-    cmd = ["cargo", "run", "--quiet", "--release", "--example", "tree_throughput", "--",
-           str(args.bundle), str(args.seconds)]
+    if args.rust_bin:
+        cmd = [str(args.rust_bin), str(args.bundle), str(args.seconds)]
+    else:
+        cmd = ["cargo", "run", "--quiet", "--release", "--example", "tree_throughput", "--",
+               str(args.bundle), str(args.seconds)]
     rust = json.loads(subprocess.run(cmd, cwd=SIDECAR, env=env, check=True, capture_output=True, text=True).stdout)
     r = {"predict_128": rust["predict_rows_per_s"]["128"], "predict_1024": rust["predict_rows_per_s"]["1024"],
          "p50_us": rust["single_row_us"]["p50"], "p99_us": rust["single_row_us"]["p99"],

@@ -9,10 +9,14 @@
 //! with Z(A) = prod of z over A and G(A) = sum_{S in A} w(|S|, k) prod_{A\S} z, w(s,k) = s!(k-s-1)!/k!.
 //! This is what XGBoost's and LightGBM's recursive algorithm computes (a feature repeated on a
 //! path is merged into one unique feature there too), but it does not depend on the row except
-//! through T. So per leaf we tabulate H(T) = Z(U\T) G(T) for all 2^k subsets once; a row then
-//! costs one pass over the nodes (to find T for every leaf) and O(k) lookups per leaf, instead of
-//! O(k^2) per leaf. Leaves with a long path (k > `MAX_TABLE_K`), a zero cover fraction, or past
-//! the table memory budget are computed directly from the formula (O(k^3), no table).
+//! through T. So per leaf we tabulate H(T) = Z(U\T) G(T) for all 2^k subsets once and, for the
+//! common leaf (one output, k <= `MAX_FAST_K`), expand it into every slot's contribution for
+//! every T, times the leaf value (k 2^k values). A row then costs one pass over the nodes (to find
+//! T for every leaf) and k additions per leaf, instead of O(k^2) per leaf. Batches run tree by
+//! tree and leaf by leaf with the rows innermost, so a tree's tables are read once per block.
+//! Leaves with several outputs use the H table (O(k) lookups); leaves with a long path
+//! (k > `MAX_TABLE_K`), a zero cover fraction, or past the table memory budgets are computed
+//! directly from the formula (O(k^3), no table).
 
 use crate::score::tree::{MarginColumn, NodeKind, TreeEnsemble, TreeError};
 
@@ -20,10 +24,12 @@ use crate::score::tree::{MarginColumn, NodeKind, TreeEnsemble, TreeError};
 const MAX_TABLE_K: usize = 12;
 /// Total table entries across the ensemble (f64): 8 M = 64 MiB.
 const TABLE_BUDGET: usize = 8 << 20;
-/// The bits of -1.0, for branch-free selection.
-const MINUS_ONE: u64 = 0xBFF0_0000_0000_0000;
+/// Largest path for a [`FastLeaf`] (k 2^k f64 of contributions each).
+const MAX_FAST_K: usize = 8;
+/// Total contribution entries of fast leaves (f64): 8 M = 64 MiB; later leaves use H tables.
+const FAST_BUDGET: usize = 8 << 20;
 /// Rows explained together by [`TreeShap::shap_batch`].
-const BLOCK: usize = 32;
+const BLOCK: usize = 128;
 /// u64 masks hold the features of a path.
 const MAX_PATH_FEATURES: usize = 64;
 
@@ -67,8 +73,8 @@ struct SInner {
     bit: u64,
 }
 
-/// The common leaf (one weight read by one margin column, with a table): its table is
-/// pre-multiplied by the leaf's scaled value, so a row costs k lookups and k additions.
+/// The common leaf (one weight read by one margin column, a short path): its contributions for
+/// every pattern are tabulated with the leaf's scaled value, so a row costs k additions.
 #[derive(Clone, Debug)]
 struct FastLeaf {
     node: u32,
@@ -105,6 +111,9 @@ pub struct TreeShap {
     cs: Vec<f64>,
     weights: Vec<(u32, f64)>,
     tables: Vec<f64>,
+    /// Fast leaves: `contributions[table + t * k + b]` is slot b's contribution (leaf value
+    /// included) for a row whose followed slots are t.
+    contributions: Vec<f64>,
     /// w(s, k) = s!(k-s-1)!/k!, indexed [k][s].
     shapley_w: Vec<Vec<f64>>,
     max_nodes: usize,
@@ -163,6 +172,7 @@ impl TreeShap {
             cs: Vec::new(),
             weights: Vec::new(),
             tables: Vec::new(),
+            contributions: Vec::new(),
             shapley_w,
             max_nodes: 0,
         };
@@ -263,16 +273,32 @@ impl TreeShap {
                                     },
                                 );
                         match (table, single_margin) {
-                            (Some(off), Some((m, v))) if k > 0 => {
+                            (Some(off), Some((m, v)))
+                                if k > 0
+                                    && k <= MAX_FAST_K
+                                    && this.contributions.len() + (k << k) <= FAST_BUDGET =>
+                            {
+                                // Expand the leaf's H table into every slot's contribution for
+                                // every pattern t, scaled by the leaf value; H itself is dropped.
                                 let sv = this.scale * v;
-                                this.tables[off..off + (1 << k)]
-                                    .iter_mut()
-                                    .for_each(|h| *h *= sv);
+                                let cs = &this.cs[f0 as usize..f0 as usize + k];
+                                let h = &this.tables[off..off + (1 << k)];
+                                let at_c = this.contributions.len();
+                                for t in 0..1usize << k {
+                                    for (b, &c) in cs.iter().enumerate() {
+                                        this.contributions.push(if t >> b & 1 == 1 {
+                                            sv * (c * h[t ^ (1 << b)])
+                                        } else {
+                                            sv * -h[t]
+                                        });
+                                    }
+                                }
+                                this.tables.truncate(off);
                                 fast.push(FastLeaf {
                                     node: at as u32,
                                     k: k as u32,
                                     f0,
-                                    table: off as u32,
+                                    table: at_c as u32,
                                     margin: m as u32,
                                 });
                             }
@@ -569,27 +595,21 @@ impl TreeShap {
         }
     }
 
-    /// A [`FastLeaf`] with `k` path features over a block: for feature slot b, a row adds
-    /// `cs[b] * h[t - b]` when it follows b's conditions (b in t) and `-h[t]` otherwise.
-    /// Always inlined, so the callers' literal `k` unrolls the inner loop.
+    /// A [`FastLeaf`] with `k` path features over a block: each row adds the k contributions
+    /// stored for its pattern t. Always inlined, so the callers' literal `k` unrolls the loop.
     #[inline(always)]
     fn fast_leaf(&self, k: usize, leaf: &FastLeaf, masks: &[u64], out: &mut [f64], at: Layout) {
         let full = (1u64 << k) - 1;
         let f0 = leaf.f0 as usize;
-        let h = &self.tables[leaf.table as usize..][..1 << k];
-        let cs = &self.cs[f0..f0 + k];
+        let table = &self.contributions[leaf.table as usize..][..k << k];
         let feats = &self.feats[f0..f0 + k];
         let base = leaf.margin as usize * at.width;
         for (r, &mask) in masks.iter().enumerate() {
-            let t = full & !mask;
+            let t = (full & !mask) as usize;
+            let values = &table[t * k..][..k];
             let phi = &mut out[r * at.per_row + base..][..at.width];
-            // Branch-free (whether the row follows a slot is a coin flip for the predictor):
-            // b in t reads h[t - b] times cs[b], b not in t reads h[t] times -1.
-            for b in 0..k {
-                let in_t = t >> b & 1;
-                let pick = 0u64.wrapping_sub(in_t);
-                let coef = f64::from_bits((cs[b].to_bits() & pick) | (MINUS_ONE & !pick));
-                phi[feats[b] as usize] += coef * h[(t ^ (in_t << b)) as usize];
+            for (&f, &v) in feats.iter().zip(values) {
+                phi[f as usize] += v;
             }
         }
     }
@@ -809,6 +829,7 @@ mod tests {
             cs: vec![],
             weights: vec![],
             tables: vec![],
+            contributions: vec![],
             shapley_w: shap_w,
             max_nodes: 0,
         };
