@@ -196,6 +196,9 @@ def post_json(url: str, body: bytes, ctype: str = "application/json") -> bytes:
 
 
 def vigil_binary() -> Path:
+    """`target/release/vigil`, or the binary named by VIGIL_BIN (e.g. a dev build, reported as such)."""
+    if os.environ.get("VIGIL_BIN"):
+        return Path(os.environ["VIGIL_BIN"])
     b = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release" / "vigil"
     if not b.exists():
         sys.exit(f"{b} missing: run `cargo build --release` in {REPO} first")

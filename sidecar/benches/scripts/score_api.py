@@ -89,7 +89,7 @@ def main() -> int:
         # Same answers: Vigil's probabilities equal the baseline's (a wrong service is not a baseline).
         v = json.loads(post_json(cases[0][2], body))["docs"]
         f = json.loads(post_json(cases[0][4], body))["probabilities"]
-        diff = max(abs(d["doc"]["ml"]["inference"]["bench_xgb"]["prediction_probability"] - p[1])
+        diff = max(abs(d["doc"]["ml"]["inference"]["bench_xgb"]["score"] - p[1])
                    for d, p in zip(v, f))
         log(f"[bench] max |Vigil - FastAPI| positive-class probability over the body: {diff:.2e}")
         if diff > 1e-5:
