@@ -64,5 +64,10 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": models > 0, "models": models})))
+    // Serving starts before warm start ends: the state's phase is reported, not waited for.
+    let behaviour = state.registry.behaviour.warm.summary();
+    (
+        status,
+        Json(json!({"ready": models > 0, "models": models, "behaviour": behaviour})),
+    )
 }
