@@ -249,9 +249,14 @@ impl EntityPlan {
 
     /// The seeds of one page: (stream, entity, seed) per entity and stream; and the next `after`.
     fn seeds(&self, resp: &Value, to: i64) -> Result<Page, WarmError> {
-        let agg = resp
-            .pointer("/aggregations/e")
-            .ok_or_else(|| WarmError::Shape("no aggregations.e".into()))?;
+        // No index matched the patterns: no aggregations at all.
+        let Some(agg) = resp.pointer("/aggregations/e") else {
+            return Ok(Page {
+                entities: 0,
+                seeds: Vec::new(),
+                after: None,
+            });
+        };
         let buckets = agg["buckets"]
             .as_array()
             .ok_or_else(|| WarmError::Shape("no composite buckets".into()))?;
