@@ -241,18 +241,33 @@ impl std::fmt::Debug for BehaviourState {
     }
 }
 
+/// Bytes one cache entry costs besides its records: moka's entry, access-order node and hash
+/// table slot, the key, and the `Arc<Mutex<Vec>>` (`docs/benchmarks.md`, "Behavioural state",
+/// compares the weighted size with the process RSS).
+const ENTRY_OVERHEAD: usize = 600;
+/// The smallest heap block the allocator hands out for a string.
+const MIN_ALLOCATION: usize = 32;
+
 /// Approximate bytes an entity's history holds, for the cache's weigher.
 fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
-    let records = history.lock().map(|h| h.capacity()).unwrap_or(0);
-    let values: usize = history
+    let (records, values) = history
         .lock()
         .map(|h| {
-            h.iter()
-                .map(|r| r.value.as_ref().map_or(0, String::capacity))
-                .sum()
+            let values: usize = h
+                .iter()
+                .map(|r| {
+                    r.value
+                        .as_ref()
+                        .map_or(0, |v| v.capacity().max(MIN_ALLOCATION))
+                })
+                .sum();
+            (h.capacity(), values)
         })
-        .unwrap_or(0);
-    let bytes = 96 + key.1.len() + records * std::mem::size_of::<Record>() + values;
+        .unwrap_or((0, 0));
+    let bytes = ENTRY_OVERHEAD
+        + key.1.capacity().max(MIN_ALLOCATION)
+        + records * std::mem::size_of::<Record>()
+        + values;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -342,9 +357,16 @@ impl BehaviourState {
                 if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
                     self.skipped.count(SkipReason::BadLocation);
                 }
-                let history = self.histories.get_with((s.stream.clone(), entity), || {
-                    Arc::new(Mutex::new(Vec::new()))
-                });
+                // An entity gets an entry once it has something to record: documents the
+                // stream does not record (a success for a failures stream) read an empty history.
+                let key = (s.stream.clone(), entity);
+                let history = match self.histories.get(&key) {
+                    Some(h) => h,
+                    None if s.records(doc) => self
+                        .histories
+                        .get_with(key, || Arc::new(Mutex::new(Vec::new()))),
+                    None => Arc::new(Mutex::new(Vec::new())),
+                };
                 let state = history.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(newest) = state.last() {
                     if newest.at - at > MAX_LATENESS_MS {
