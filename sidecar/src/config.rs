@@ -63,6 +63,7 @@ struct RawFeatures {
     warm_max_entities: Option<usize>,
     warm_timeout: Option<String>,
     warm_page_size: Option<usize>,
+    warm_until: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +197,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "warm_max_entities",
             "warm_timeout",
             "warm_page_size",
+            "warm_until",
         ],
     ),
 ];
@@ -783,6 +785,12 @@ fn validate_features(raw: RawFeatures, errors: &mut Vec<String>) -> FeaturesConf
             "features.warm_page_size {page_size} must be 1..=10000"
         ));
     }
+    let until = raw.warm_until.as_deref().and_then(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.to_utc())
+            .map_err(|e| errors.push(format!("features.warm_until [{t}]: {e}")))
+            .ok()
+    });
     let std = |d: Option<chrono::TimeDelta>| d.and_then(|d| d.to_std().ok());
     FeaturesConfig {
         state_max_bytes,
@@ -796,6 +804,7 @@ fn validate_features(raw: RawFeatures, errors: &mut Vec<String>) -> FeaturesConf
                 max_entities,
                 timeout: std(timeout).unwrap_or(std::time::Duration::from_secs(120)),
                 page_size,
+                until,
             }),
     }
 }
@@ -889,12 +898,12 @@ mod tests {
         assert_eq!(w.timeout, std::time::Duration::from_secs(120));
         let err = Config::parse(
             "[features]\nstate_max_bytes = 10\nwarm_lookback = \"7 days\"\nwarm_timeout = \"-1s\"\n\
-             warm_max_entities = 0\nwarm_page_size = 0\nwarm_index = \" , \"\n",
+             warm_max_entities = 0\nwarm_page_size = 0\nwarm_index = \" , \"\nwarm_until = \"yesterday\"\n",
             "t.toml",
             &Overrides::default(),
         )
         .unwrap_err();
-        assert_eq!(err.errors.len(), 6, "{err}");
+        assert_eq!(err.errors.len(), 7, "{err}");
         for key in [
             "state_max_bytes",
             "warm_lookback",
@@ -902,6 +911,7 @@ mod tests {
             "warm_max_entities",
             "warm_page_size",
             "warm_index",
+            "warm_until",
         ] {
             assert!(
                 err.to_string().contains(&format!("features.{key}")),

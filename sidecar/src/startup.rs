@@ -70,7 +70,7 @@ fn start_warm(
                     &registry.behaviour,
                     &features,
                     &settings,
-                    chrono::Utc::now(),
+                    settings.until.unwrap_or_else(chrono::Utc::now),
                 )
                 .await;
                 let outcome = match &result {

@@ -96,6 +96,7 @@ fn settings(index: &str) -> WarmSettings {
         max_entities: 100_000,
         timeout: Duration::from_secs(120),
         page_size: 100,
+        until: None,
     }
 }
 
@@ -377,4 +378,43 @@ async fn a_missing_index_warms_nothing_and_a_bad_field_is_a_precise_error() {
         err.to_string().contains("cannot reach Elasticsearch"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn vigil_serve_warms_in_the_background_and_reports_it_in_readiness() {
+    let es = common::require_es().await;
+    let index = common::unique_index("vigil-warm-serve");
+    let events = sample();
+    index_history(&es, &index, &events[..200]).await;
+    let until = restart_after(&events[..200]).to_rfc3339();
+    let model = repo().join("models/login-risk");
+    let app = common::TestApp::spawn(&format!(
+        "{}\n[elasticsearch]\nurl = \"{es}\"\n[features]\nwarm_start = true\nwarm_index = \"{index}\"\n\
+         warm_until = \"{until}\"\nwarm_interval = \"0\"\n",
+        common::config_for(&[&model], "")
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let resp = http
+            .get(app.url("/_vigil/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "serving does not wait for warm start");
+        last = resp.json().await.unwrap();
+        if last["behaviour"]["state"] != "warming" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["behaviour"]["state"], "warm", "{last}");
+    assert_eq!(last["behaviour"]["runs"], 1, "{last}");
+    assert!(
+        last["behaviour"]["entities"].as_u64().unwrap() > 100,
+        "{last}"
+    );
+    assert!(app.registry.behaviour.entries() > 100);
+    let _ = http.delete(format!("{es}/{index}")).send().await;
 }

@@ -43,6 +43,8 @@ pub struct WarmSettings {
     pub timeout: Duration,
     /// Entities per page (lowered when the page would exceed the bucket budget).
     pub page_size: usize,
+    /// End of the look-back window (default: now); for demos and replays of past data.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
