@@ -328,7 +328,7 @@ async fn warm_start_never_drops_fresher_live_state() {
 }
 
 #[tokio::test]
-async fn a_missing_index_warms_nothing_and_a_bad_field_is_a_precise_error() {
+async fn a_missing_index_warms_nothing_and_an_unreachable_cluster_is_a_precise_error() {
     let es = common::require_es().await;
     let client = vigil::es::client(
         &vigil::config::Config::parse(
