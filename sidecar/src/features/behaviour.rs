@@ -430,7 +430,7 @@ impl BehaviourState {
 #[derive(Debug, Clone, Default)]
 pub struct Seed {
     /// The entity's most recent events, read back exactly: (time, value, location).
-    pub recent: Vec<(i64, Option<String>, Option<(f64, f64)>)>,
+    pub recent: Vec<SeedEvent>,
     /// Every event newer than this is in `recent` (`None`: `recent` holds every event).
     pub horizon: Option<i64>,
     /// Event counts per value (`None`: events without a value, or with one beyond the list).
@@ -438,6 +438,9 @@ pub struct Seed {
     pub from: i64,
     pub to: i64,
 }
+
+/// One event read back exactly: (time in milliseconds, value, location).
+pub type SeedEvent = (i64, Option<String>, Option<(f64, f64)>);
 
 /// `count` events with `value` between `first` and `last` (milliseconds).
 #[derive(Debug, Clone, PartialEq)]
