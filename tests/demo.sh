@@ -36,6 +36,17 @@ enabled = false
 dir = "rules"
 events_index = "vigil-events-*"
 max_catchup = 48
+
+# Behavioural state seeded from the indexed sign-ins at startup (docs/behaviour-state.md); the
+# sample is dated early 2026, so the look-back window ends at the sample's end.
+[features]
+warm_start = true
+warm_index = "vigil-events-demo-auth-events"
+warm_interval = "0"
+warm_until = "$(python3 -c '
+import json
+ts = max(json.loads(l)["@timestamp"] for l in open("models/samples/auth-events.ndjson") if l.strip())
+print(ts)')"
 TOML
 } >"$CONFIG"
 export VIGIL_ES_URL=$ES_URL
@@ -45,16 +56,21 @@ curl -s -XDELETE "$ES_URL/vigil-rules-state" >/dev/null || true
 say "installing templates into Elasticsearch (vigil setup)"
 "$BIN" setup --config "$CONFIG"
 
-say "starting vigil on $VIGIL (shipped models, default routes)"
 LOG=$(mktemp /tmp/vigil-demo.XXXXXX.log)
-VIGIL_LISTEN=127.0.0.1:$VIGIL_PORT "$BIN" serve --config "$CONFIG" >"$LOG" 2>&1 &
-VIGIL_PID=$!
-trap 'kill $VIGIL_PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "$VIGIL/_vigil/health/ready" >/dev/null 2>&1 && break
-  kill -0 $VIGIL_PID 2>/dev/null || { cat "$LOG"; exit 1; }
-  sleep 0.2
-done
+VIGIL_PID=
+trap 'if [ -n "$VIGIL_PID" ]; then kill $VIGIL_PID 2>/dev/null || true; fi' EXIT
+start_vigil() {
+  VIGIL_LISTEN=127.0.0.1:$VIGIL_PORT "$BIN" serve --config "$CONFIG" >>"$LOG" 2>&1 &
+  VIGIL_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf "$VIGIL/_vigil/health/ready" >/dev/null 2>&1 && break
+    kill -0 $VIGIL_PID 2>/dev/null || { cat "$LOG"; exit 1; }
+    sleep 0.2
+  done
+}
+
+say "starting vigil on $VIGIL (shipped models, default routes)"
+start_vigil
 curl -sf "$VIGIL/_vigil/models" >/tmp/vigil-demo-models.json
 python3 - /tmp/vigil-demo-models.json <<'PY'
 import json, sys
@@ -66,20 +82,34 @@ for x in r["refused"]:
 PY
 
 say "sending the sample events through $VIGIL/_bulk"
-for sample in auth-events urls; do
-  index="vigil-events-demo-$sample"
-  curl -s -XDELETE "$ES_URL/$index" >/dev/null
-  python3 - "$REPO/models/samples/$sample.ndjson" "$index" >"/tmp/vigil-demo-$sample.bulk" <<'PY'
+# The sign-ins go in two parts with a restart of vigil between them, as a redeploy or a new
+# replica would see them: the second vigil seeds its behavioural state from the first part.
+send() { # sample-file index part (first|rest|all) label
+  python3 - "$REPO/models/samples/$1.ndjson" "$2" "$3" >"/tmp/vigil-demo-$1-$3.bulk" <<'PY'
 import json, sys
-for line in open(sys.argv[1]):
-    if line.strip():
-        print(json.dumps({"create": {"_index": sys.argv[2]}}))
-        print(line.strip())
+lines = [l.strip() for l in open(sys.argv[1]) if l.strip()]
+part = {"first": lines[:1000], "rest": lines[1000:], "all": lines}[sys.argv[3]]
+for line in part:
+    print(json.dumps({"create": {"_index": sys.argv[2]}}))
+    print(line)
 PY
   curl -sf -XPOST "$VIGIL/_bulk?refresh=true&filter_path=errors,items.*.status" \
-    -H 'content-type: application/x-ndjson' --data-binary "@/tmp/vigil-demo-$sample.bulk" |
-    python3 -c 'import json,sys,collections; r=json.load(sys.stdin); c=collections.Counter(list(i.values())[0]["status"] for i in r["items"]); print(f"  '"$sample"': {sum(c.values())} sent, statuses {dict(c)}")'
+    -H 'content-type: application/x-ndjson' --data-binary "@/tmp/vigil-demo-$1-$3.bulk" |
+    python3 -c 'import json,sys,collections; r=json.load(sys.stdin); c=collections.Counter(list(i.values())[0]["status"] for i in r["items"]); print(f"  '"$4"': {sum(c.values())} sent, statuses {dict(c)}")'
+}
+for sample in auth-events urls; do curl -s -XDELETE "$ES_URL/vigil-events-demo-$sample" >/dev/null; done
+send auth-events vigil-events-demo-auth-events first "auth-events (first 1000)"
+kill $VIGIL_PID; wait $VIGIL_PID 2>/dev/null || true
+echo "  vigil restarted; warm start seeds its behavioural state from Elasticsearch:"
+start_vigil
+for _ in $(seq 1 150); do
+  state=$(curl -sf "$VIGIL/_vigil/health/ready" | python3 -c 'import json,sys; print(json.load(sys.stdin)["behaviour"]["state"])')
+  [ "$state" != warming ] && break
+  sleep 0.2
 done
+curl -sf "$VIGIL/_vigil/health/ready" | python3 -c 'import json,sys; b=json.load(sys.stdin)["behaviour"]; print("  behaviour state %s: %d users and source IPs seeded (without it, every user would look new again)" % (b["state"], b["entities"]))'
+send auth-events vigil-events-demo-auth-events rest "auth-events (last 500)"
+send urls vigil-events-demo-urls all urls
 
 say "what was scored (read back from Elasticsearch)"
 python3 - "$ES_URL" <<'PY'

@@ -50,6 +50,7 @@ struct RawConfig {
     rules: RawRules,
     #[serde(default)]
     metrics: RawMetrics,
+    features: RawFeatures,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +59,20 @@ struct RawMetrics {
     enabled: Option<bool>,
     listen: Option<String>,
     drift_window: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeatures {
+    state_max_bytes: Option<u64>,
+    warm_start: Option<bool>,
+    warm_index: Option<String>,
+    warm_lookback: Option<String>,
+    warm_interval: Option<String>,
+    warm_max_entities: Option<usize>,
+    warm_timeout: Option<String>,
+    warm_page_size: Option<usize>,
+    warm_until: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,6 +206,20 @@ const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("metrics", &["enabled", "listen", "drift_window"]),
+    (
+        "features",
+        &[
+            "state_max_bytes",
+            "warm_start",
+            "warm_index",
+            "warm_lookback",
+            "warm_interval",
+            "warm_max_entities",
+            "warm_timeout",
+            "warm_page_size",
+            "warm_until",
+        ],
+    ),
 ];
 
 /// Keys of each `[[routes]]` entry.
@@ -207,6 +236,7 @@ pub struct Config {
     pub routes: crate::route::Routes,
     pub rules: RulesConfig,
     pub metrics: MetricsConfig,
+    pub features: FeaturesConfig,
 }
 
 /// Prometheus metrics (`[metrics]`): see `docs/operations.md`.
@@ -219,6 +249,15 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// Scores (and feature values) per model in the rolling drift window.
     pub drift_window: usize,
+}
+
+/// The behavioural state (`[features]`): its bound and its warm start from Elasticsearch.
+#[derive(Debug, Clone)]
+pub struct FeaturesConfig {
+    /// Bytes the per-entity state may hold (moka's weighted size).
+    pub state_max_bytes: u64,
+    /// Seed the state from Elasticsearch at startup (and every `interval`); `None`: off.
+    pub warm_start: Option<crate::features::warm::WarmSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -569,6 +608,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
     };
     let rules = validate_rules(raw.rules, &mut errors);
     let metrics = validate_metrics(raw.metrics, &mut errors);
+    let features = validate_features(raw.features, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -591,6 +631,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, Vec<String>
             routes,
             rules,
             metrics,
+            features,
         })
     } else {
         Err(errors)
@@ -848,6 +889,83 @@ fn validate_rules(raw: RawRules, errors: &mut Vec<String>) -> RulesConfig {
     }
 }
 
+fn validate_features(raw: RawFeatures, errors: &mut Vec<String>) -> FeaturesConfig {
+    let state_max_bytes = raw.state_max_bytes.unwrap_or(256 * 1024 * 1024);
+    if state_max_bytes < 1024 * 1024 {
+        errors.push(format!(
+            "features.state_max_bytes {state_max_bytes} is below 1048576 (1 MiB)"
+        ));
+    }
+    let mut duration = |key: &str, v: Option<String>, default: chrono::TimeDelta| match v {
+        None => Some(default),
+        Some(text) if key == "warm_interval" && text.trim() == "0" => None,
+        Some(text) => match crate::rules::schema::parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                errors.push(format!("features.{key} {m}"));
+                Some(default)
+            }
+        },
+    };
+    let lookback = duration(
+        "warm_lookback",
+        raw.warm_lookback,
+        chrono::TimeDelta::days(30),
+    );
+    let interval = duration(
+        "warm_interval",
+        raw.warm_interval,
+        chrono::TimeDelta::hours(1),
+    );
+    let timeout = duration(
+        "warm_timeout",
+        raw.warm_timeout,
+        chrono::TimeDelta::minutes(2),
+    );
+    let index: Vec<String> = raw
+        .warm_index
+        .unwrap_or_else(|| "logs-*".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if index.is_empty() {
+        errors.push("features.warm_index is empty".into());
+    }
+    let max_entities = raw.warm_max_entities.unwrap_or(1_000_000);
+    if max_entities == 0 {
+        errors.push("features.warm_max_entities must be at least 1".into());
+    }
+    let page_size = raw.warm_page_size.unwrap_or(500);
+    if !(1..=10_000).contains(&page_size) {
+        errors.push(format!(
+            "features.warm_page_size {page_size} must be 1..=10000"
+        ));
+    }
+    let until = raw.warm_until.as_deref().and_then(|t| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.to_utc())
+            .map_err(|e| errors.push(format!("features.warm_until [{t}]: {e}")))
+            .ok()
+    });
+    let std = |d: Option<chrono::TimeDelta>| d.and_then(|d| d.to_std().ok());
+    FeaturesConfig {
+        state_max_bytes,
+        warm_start: raw
+            .warm_start
+            .unwrap_or(false)
+            .then(|| crate::features::warm::WarmSettings {
+                index,
+                lookback_ms: lookback.map_or(0, |d| d.num_milliseconds()),
+                interval: std(interval),
+                max_entities,
+                timeout: std(timeout).unwrap_or(std::time::Duration::from_secs(120)),
+                page_size,
+                until,
+            }),
+    }
+}
+
 /// One token per line or comma-separated; blank lines and `#` comments ignored.
 fn parse_tokens(text: &str) -> Vec<Secret> {
     text.lines()
@@ -917,6 +1035,52 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.errors.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn features_section_defaults_and_every_error_at_once() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.features.state_max_bytes, 256 * 1024 * 1024);
+        assert!(c.features.warm_start.is_none(), "warm start is opt-in");
+        let c = Config::parse(
+            "[features]\nwarm_start = true\nwarm_index = \"a-*, b-*\"\nwarm_lookback = \"7d\"\nwarm_interval = \"0\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let w = c.features.warm_start.unwrap();
+        assert_eq!(w.index, vec!["a-*".to_string(), "b-*".to_string()]);
+        assert_eq!(w.lookback_ms, 7 * 86_400_000);
+        assert_eq!(w.interval, None, "0 = only at startup");
+        assert_eq!(w.timeout, std::time::Duration::from_secs(120));
+        let err = Config::parse(
+            "[features]\nstate_max_bytes = 10\nwarm_lookback = \"7 days\"\nwarm_timeout = \"-1s\"\n\
+             warm_max_entities = 0\nwarm_page_size = 0\nwarm_index = \" , \"\nwarm_until = \"yesterday\"\n",
+            "t.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.errors.len(), 7, "{err}");
+        for key in [
+            "state_max_bytes",
+            "warm_lookback",
+            "warm_timeout",
+            "warm_max_entities",
+            "warm_page_size",
+            "warm_index",
+            "warm_until",
+        ] {
+            assert!(
+                err.to_string().contains(&format!("features.{key}")),
+                "{key}: {err}"
+            );
+        }
+        let err = Config::parse("[features]\nwarm = true\n", "t.toml", &Overrides::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key [features.warm]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - [`bulk`]: a `_bulk` body becomes items, split over `Bytes`; bad lines fail in place.
 //! - [`route`]: target index and field conditions decide which models score a document.
 //! - [`features`]: a JSON document becomes a feature row (dotted ECS paths, transforms, and the
-//!   per-entity behavioural state).
+//!   per-entity behavioural state, warmed from Elasticsearch at startup by `features::warm`).
 //! - [`score`]: a batch of rows becomes scores: our own tree-ensemble evaluator, tract for other graphs.
 //! - [`explain`]: scores become per-feature contributions (TreeSHAP, linear, sampled Shapley).
 //! - [`inference`]: one batch through one bundle, per-document results in the `inference` shape.

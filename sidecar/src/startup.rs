@@ -22,6 +22,7 @@ pub struct Application {
     state: AppState,
     _watcher: Option<notify::RecommendedWatcher>,
     rules: Option<RuleScheduler>,
+    warm: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The rule scheduler task: ingest never waits on it; shutdown lets its current run finish.
@@ -46,10 +47,74 @@ fn start_rules(config: &Config) -> anyhow::Result<RuleScheduler> {
     Ok(RuleScheduler { stop, task })
 }
 
+/// Seeds the behavioural state from Elasticsearch now and every `interval`, in the background:
+/// serving does not wait for it, and each run is bounded in time and entities.
+fn start_warm(
+    config: &Config,
+    registry: Arc<ModelRegistry>,
+    settings: crate::features::warm::WarmSettings,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::features::warm::{self, Phase};
+    let client = crate::es::client(&config.elasticsearch)?;
+    registry.behaviour.warm.set_phase(Phase::Warming);
+    Ok(tokio::spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            let features = registry.behaviour_features();
+            let mut retry_soon = false;
+            if features.is_empty() {
+                tracing::info!("warm start: no served model reads behavioural features");
+                registry.behaviour.warm.set_phase(Phase::Cold);
+            } else {
+                let started = std::time::Instant::now();
+                let result = warm::run_bounded(
+                    &client,
+                    &registry.behaviour,
+                    &features,
+                    &settings,
+                    settings.until.unwrap_or_else(chrono::Utc::now),
+                )
+                .await;
+                let outcome = match &result {
+                    Ok(r) if r.complete => "complete",
+                    Ok(_) => "partial",
+                    Err(_) => "failed",
+                };
+                metrics::counter!("vigil_behaviour_warm_runs_total", "outcome" => outcome)
+                    .increment(1);
+                match &result {
+                    Ok(r) => tracing::info!(
+                        entities = r.entities, exact = r.exact, spread = r.spread,
+                        complete = r.complete, took = ?started.elapsed(),
+                        state_bytes = registry.behaviour.weighted_bytes(),
+                        "warm start: run finished"
+                    ),
+                    Err(e) => {
+                        failures += 1;
+                        retry_soon = failures <= 5;
+                        tracing::warn!(error = %e, attempt = failures, "warm start: run failed");
+                    }
+                }
+                registry.behaviour.warm.finish(&result);
+            }
+            let delay = match settings.interval {
+                _ if retry_soon => Duration::from_secs(30),
+                Some(i) => i,
+                None => break,
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }))
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let config = Arc::new(config);
-        let registry = Arc::new(ModelRegistry::new(config.models.paths.clone()));
+        let registry = Arc::new(ModelRegistry::with_state_bounds(
+            config.models.paths.clone(),
+            config.features.state_max_bytes,
+            Duration::from_secs(30 * 24 * 3600),
+        ));
         let initial = {
             let registry = registry.clone();
             tokio::task::spawn_blocking(move || registry.reload()).await?
@@ -71,6 +136,13 @@ impl Application {
             Some(start_rules(&config).context("cannot start the rule engine")?)
         } else {
             None
+        };
+        let warm = match config.features.warm_start.clone() {
+            Some(settings) => Some(
+                start_warm(&config, registry.clone(), settings)
+                    .context("cannot start the warm start")?,
+            ),
+            None => None,
         };
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -103,6 +175,7 @@ impl Application {
             state,
             _watcher: watcher,
             rules,
+            warm,
         })
     }
 
@@ -192,8 +265,12 @@ impl Application {
             stopped(stop_rx.clone()).await;
             tokio::time::sleep(grace).await;
         };
+        let warm = self.warm;
         let drained = async move {
             let served = served.await;
+            if let Some(warm) = warm {
+                warm.abort();
+            }
             if let Some(rules) = rules {
                 let _ = rules.await;
             }

@@ -83,6 +83,16 @@ impl ModelRegistry {
         self.current.load().models.get(name).cloned()
     }
 
+    /// The behavioural features of every served bundle (warm start seeds their streams).
+    pub fn behaviour_features(&self) -> Vec<Arc<crate::features::behaviour::BehaviourFeature>> {
+        self.current
+            .load()
+            .models
+            .values()
+            .flat_map(|b| b.extractor.behaviour_features())
+            .collect()
+    }
+
     /// Computes the behavioural features `bundles` declare for `docs` (in event-time order) and
     /// records the documents' events, once per document. One map per document.
     pub fn observe(

@@ -119,6 +119,30 @@ impl BehaviourFeature {
     }
 }
 
+impl BehaviourFeature {
+    /// The value (text form) and location this feature's stream records for `doc`.
+    pub fn event_of(&self, doc: &Value) -> (Option<String>, Option<(f64, f64)>) {
+        if self.kind == Kind::VelocityKmh {
+            // A point may be a `[lon, lat]` array: read it whole.
+            let source = self.sources.iter().find_map(|p| lookup_whole(doc, p));
+            (source.map(text), source.and_then(location))
+        } else {
+            (
+                self.sources.iter().find_map(|p| lookup(doc, p)).map(text),
+                None,
+            )
+        }
+    }
+
+    /// Whether this feature's stream records `doc` (its `when` filter).
+    pub fn records(&self, doc: &Value) -> bool {
+        match &self.when {
+            None => true,
+            Some(w) => lookup(doc, &w.field).is_some_and(|v| *v == w.equals),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Record {
     at: i64,
@@ -137,7 +161,49 @@ pub struct Skipped {
     pub bad_location: AtomicU64,
 }
 
+/// Why an event's behavioural features were skipped: the `reason` label of
+/// `vigil_behaviour_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NoTimestamp,
+    NoEntity,
+    ClockSkew,
+    TooLate,
+    Duplicate,
+    BadLocation,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoTimestamp => "no_timestamp",
+            SkipReason::NoEntity => "no_entity",
+            SkipReason::ClockSkew => "clock_skew",
+            SkipReason::TooLate => "too_late",
+            SkipReason::Duplicate => "duplicate",
+            SkipReason::BadLocation => "bad_location",
+        }
+    }
+}
+
+/// Counter of skipped events (and of events without a usable location), by reason.
+pub const SKIPPED_METRIC: &str = "vigil_behaviour_skipped_total";
+
 impl Skipped {
+    /// Counts one skip here and in the metrics facade.
+    pub fn count(&self, reason: SkipReason) {
+        let slot = match reason {
+            SkipReason::NoTimestamp => &self.no_timestamp,
+            SkipReason::NoEntity => &self.no_entity,
+            SkipReason::ClockSkew => &self.clock_skew,
+            SkipReason::TooLate => &self.too_late,
+            SkipReason::Duplicate => &self.duplicate,
+            SkipReason::BadLocation => &self.bad_location,
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(SKIPPED_METRIC, "reason" => reason.as_str()).increment(1);
+    }
+
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         [
             ("no_timestamp", &self.no_timestamp),
@@ -166,6 +232,8 @@ pub struct BehaviourState {
     pub lookups: AtomicU64,
     pub misses: AtomicU64,
     pub evictions: Arc<AtomicU64>,
+    /// Where warm start stands (`features/warm.rs`).
+    pub warm: super::warm::Progress,
 }
 
 impl std::fmt::Debug for BehaviourState {
@@ -177,18 +245,33 @@ impl std::fmt::Debug for BehaviourState {
     }
 }
 
+/// Bytes one cache entry costs besides its records: moka's entry, access-order node and hash
+/// table slot, the key, and the `Arc<Mutex<Vec>>` (`docs/benchmarks.md`, "Behavioural state",
+/// compares the weighted size with the process RSS).
+const ENTRY_OVERHEAD: usize = 600;
+/// The smallest heap block the allocator hands out for a string.
+const MIN_ALLOCATION: usize = 32;
+
 /// Approximate bytes an entity's history holds, for the cache's weigher.
 fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
-    let records = history.lock().map(|h| h.capacity()).unwrap_or(0);
-    let values: usize = history
+    let (records, values) = history
         .lock()
         .map(|h| {
-            h.iter()
-                .map(|r| r.value.as_ref().map_or(0, String::capacity))
-                .sum()
+            let values: usize = h
+                .iter()
+                .map(|r| {
+                    r.value
+                        .as_ref()
+                        .map_or(0, |v| v.capacity().max(MIN_ALLOCATION))
+                })
+                .sum();
+            (h.capacity(), values)
         })
-        .unwrap_or(0);
-    let bytes = 96 + key.1.len() + records * std::mem::size_of::<Record>() + values;
+        .unwrap_or((0, 0));
+    let bytes = ENTRY_OVERHEAD
+        + key.1.capacity().max(MIN_ALLOCATION)
+        + records * std::mem::size_of::<Record>()
+        + values;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -211,6 +294,7 @@ impl BehaviourState {
             lookups: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
+            warm: super::warm::Progress::default(),
         }
     }
 
@@ -263,14 +347,14 @@ impl BehaviourState {
         for i in order {
             let doc = docs[i];
             let Some(at) = times[i] else {
-                self.skipped.no_timestamp.fetch_add(1, Ordering::Relaxed);
+                self.skipped.count(SkipReason::NoTimestamp);
                 for f in &distinct {
                     values[i].insert(f.id.clone(), f32::NAN);
                 }
                 continue;
             };
             if at > now_ms + MAX_FUTURE_SKEW_MS {
-                self.skipped.clock_skew.fetch_add(1, Ordering::Relaxed);
+                self.skipped.count(SkipReason::ClockSkew);
                 for f in &distinct {
                     values[i].insert(f.id.clone(), f32::NAN);
                 }
@@ -280,43 +364,37 @@ impl BehaviourState {
             let mut usable: HashMap<&str, Usable> = HashMap::new();
             for s in &streams {
                 let Some(entity) = lookup(doc, &s.entity).map(text) else {
-                    self.skipped.no_entity.fetch_add(1, Ordering::Relaxed);
+                    self.skipped.count(SkipReason::NoEntity);
                     continue;
                 };
-                let (value, location) = if s.kind == Kind::VelocityKmh {
-                    // A point may be a `[lon, lat]` array: read it whole.
-                    let source = s.sources.iter().find_map(|p| lookup_whole(doc, p));
-                    let location = match source {
-                        Some(v) => {
-                            let loc = location(v);
-                            if loc.is_none() {
-                                self.skipped.bad_location.fetch_add(1, Ordering::Relaxed);
-                            }
-                            loc
-                        }
-                        None => None,
-                    };
-                    (source.map(text), location)
-                } else {
-                    (
-                        s.sources.iter().find_map(|p| lookup(doc, p)).map(text),
-                        None,
-                    )
-                };
+                let (value, location) = s.event_of(doc);
+                if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
+                    self.skipped.count(SkipReason::BadLocation);
+                }
+                // An entity gets an entry once it has something to record: documents the
+                // stream does not record (a success for a failures stream) read an empty history.
+                let key = (s.stream.clone(), entity);
                 self.lookups.fetch_add(1, Ordering::Relaxed);
-                let history = self.histories.get_with((s.stream.clone(), entity), || {
-                    self.misses.fetch_add(1, Ordering::Relaxed);
-                    Arc::new(Mutex::new(Vec::new()))
-                });
+                let history = match self.histories.get(&key) {
+                    Some(h) => h,
+                    None if s.records(doc) => self.histories.get_with(key, || {
+                        self.misses.fetch_add(1, Ordering::Relaxed);
+                        Arc::new(Mutex::new(Vec::new()))
+                    }),
+                    None => {
+                        self.misses.fetch_add(1, Ordering::Relaxed);
+                        Arc::new(Mutex::new(Vec::new()))
+                    }
+                };
                 let state = history.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(newest) = state.last() {
                     if newest.at - at > MAX_LATENESS_MS {
-                        self.skipped.too_late.fetch_add(1, Ordering::Relaxed);
+                        self.skipped.count(SkipReason::TooLate);
                         continue;
                     }
                 }
                 if state.iter().any(|r| r.at == at && r.value == value) {
-                    self.skipped.duplicate.fetch_add(1, Ordering::Relaxed);
+                    self.skipped.count(SkipReason::Duplicate);
                     continue;
                 }
                 drop(state);
@@ -337,11 +415,7 @@ impl BehaviourState {
                 let Some((history, value, location)) = usable.remove(&*s.stream) else {
                     continue;
                 };
-                let recorded = match &s.when {
-                    None => true,
-                    Some(w) => lookup(doc, &w.field).is_some_and(|v| *v == w.equals),
-                };
-                if !recorded {
+                if !s.records(doc) {
                     continue;
                 }
                 let key_entity = lookup(doc, &s.entity).map(text).unwrap_or_default();
@@ -367,6 +441,117 @@ impl BehaviourState {
             }
         }
         values
+    }
+}
+
+/// What Elasticsearch knows about one entity's stream over `[from, to]`, to merge into the
+/// state (warm start, `features/warm.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Seed {
+    /// The entity's most recent events, read back exactly: (time, value, location).
+    pub recent: Vec<SeedEvent>,
+    /// Every event newer than this is in `recent` (`None`: `recent` holds every event).
+    pub horizon: Option<i64>,
+    /// Event counts per value (`None`: events without a value, or with one beyond the list).
+    pub totals: Vec<ValueTotal>,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// One event read back exactly: (time in milliseconds, value, location).
+pub type SeedEvent = (i64, Option<String>, Option<(f64, f64)>);
+
+/// `count` events with `value` between `first` and `last` (milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueTotal {
+    pub value: Option<String>,
+    pub count: u64,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// What a merge added to the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Events read back exactly that the state did not hold.
+    pub exact: u64,
+    /// Stand-ins for older events the state did not hold, spread over their value's time range.
+    pub spread: u64,
+}
+
+impl BehaviourState {
+    /// Merges what Elasticsearch knows about `entity`'s `stream` into the state, never replacing
+    /// anything the live stream recorded: the result is the union of both histories.
+    ///
+    /// Exact events are added unless the state holds the same (time, value). For older events
+    /// only counts are known: for each value, as many stand-ins are added as Elasticsearch
+    /// counts beyond what the state already holds in `[from, to]`, spread evenly from the
+    /// value's last time (bounded by `horizon`, below which no exact event is missing) back to
+    /// its first. So a value's count becomes the larger of the two, its last-seen time the
+    /// later, and a value known to either is known after the merge. The per-entity bound keeps
+    /// the newest events.
+    pub fn seed(&self, stream: &Arc<str>, entity: String, seed: &Seed) -> Merged {
+        let key = (stream.clone(), entity);
+        let history = self
+            .histories
+            .get_with(key.clone(), || Arc::new(Mutex::new(Vec::new())));
+        let mut merged = Merged::default();
+        {
+            let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+            for (at, value, location) in &seed.recent {
+                if h.iter().any(|r| r.at == *at && r.value == *value) {
+                    continue;
+                }
+                let pos = h.partition_point(|r| r.at <= *at);
+                h.insert(
+                    pos,
+                    Record {
+                        at: *at,
+                        value: value.clone(),
+                        location: *location,
+                    },
+                );
+                merged.exact += 1;
+            }
+            for total in &seed.totals {
+                let held = h
+                    .iter()
+                    .filter(|r| r.at >= seed.from && r.at <= seed.to && r.value == total.value)
+                    .count() as u64;
+                let missing = total
+                    .count
+                    .saturating_sub(held)
+                    .min(MAX_EVENTS_PER_ENTITY as u64);
+                if missing == 0 {
+                    continue;
+                }
+                let last = seed.horizon.map_or(total.last, |hz| hz.min(total.last));
+                let (first, last) = (total.first.min(last), last.max(total.first));
+                let span = (last - first) as f64;
+                for j in 0..missing {
+                    let step = if missing > 1 {
+                        span * j as f64 / (missing - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    h.push(Record {
+                        at: last - step.round() as i64,
+                        value: total.value.clone(),
+                        location: None,
+                    });
+                }
+                merged.spread += missing;
+            }
+            // Stable: records with equal times keep their order.
+            h.sort_by_key(|r| r.at);
+            if h.len() > MAX_EVENTS_PER_ENTITY {
+                let excess = h.len() - MAX_EVENTS_PER_ENTITY;
+                h.drain(..excess);
+            }
+        }
+        // Re-insert so the weigher sees the new size.
+        self.histories.insert(key, history);
+        merged
     }
 }
 
@@ -609,6 +794,204 @@ mod tests {
         let v = state.process(&[&late[0]], std::slice::from_ref(&count), now());
         assert!(v[0][&count.id].is_nan());
         assert_eq!(state.skipped.snapshot()["too_late"], 1);
+    }
+
+    #[test]
+    fn seeding_is_a_union_that_never_drops_live_state_and_is_idempotent() {
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let new_country = feature(
+            Kind::FirstSeen,
+            "user.name",
+            "source.geo.country_iso_code",
+            Some(86400 * 30),
+            None,
+        );
+        let pairs = feature(
+            Kind::PairCount,
+            "user.name",
+            "source.geo.country_iso_code",
+            Some(86400 * 30),
+            None,
+        );
+        let doc = |minute: i64, country: &str| {
+            json!({"@timestamp": at(minute), "user": {"name": "a"},
+                   "source": {"geo": {"country_iso_code": country}}})
+        };
+        // Live: FR at t100 (not in Elasticsearch yet).
+        let live = doc(100, "FR");
+        state.process(&[&live], &[new_country.clone(), pairs.clone()], now());
+        let ms = |minute: i64| {
+            DateTime::parse_from_rfc3339(&at(minute))
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Elasticsearch: DE three times over t0..t50 (the last one read exactly), FR once at t100
+        // (the live event, indexed since).
+        let seed = Seed {
+            recent: vec![
+                (ms(100), Some("FR".into()), None),
+                (ms(50), Some("DE".into()), None),
+            ],
+            horizon: Some(ms(50)),
+            totals: vec![
+                ValueTotal {
+                    value: Some("DE".into()),
+                    count: 3,
+                    first: ms(0),
+                    last: ms(50),
+                },
+                ValueTotal {
+                    value: Some("FR".into()),
+                    count: 1,
+                    first: ms(100),
+                    last: ms(100),
+                },
+            ],
+            from: ms(-1000),
+            to: ms(200),
+        };
+        let merged = state.seed(&new_country.stream, "a".into(), &seed);
+        assert_eq!(
+            merged,
+            Merged {
+                exact: 1,
+                spread: 2
+            },
+            "FR at t100 is already held"
+        );
+        assert_eq!(
+            state.seed(&new_country.stream, "a".into(), &seed),
+            Merged::default(),
+            "seeding the same again adds nothing"
+        );
+        // Stand-ins lie between the value's first time and its exact events.
+        let h = state
+            .histories
+            .get(&(new_country.stream.clone(), "a".to_string()))
+            .unwrap();
+        let de: Vec<i64> = h
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.value.as_deref() == Some("DE"))
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(de, vec![ms(0), ms(50), ms(50)]);
+        let later = [doc(300, "DE"), doc(301, "FR"), doc(302, "US")];
+        let refs: Vec<&Value> = later.iter().collect();
+        let v = state.process(&refs, &[new_country.clone(), pairs.clone()], now());
+        assert_eq!(v[0][&new_country.id], 0.0, "DE learnt from Elasticsearch");
+        assert_eq!(v[0][&pairs.id], 3.0);
+        assert_eq!(
+            v[1][&new_country.id], 0.0,
+            "FR from the live stream is kept"
+        );
+        assert_eq!(v[1][&pairs.id], 1.0, "the live FR is not counted twice");
+        assert_eq!(v[2][&new_country.id], 1.0, "US is new");
+    }
+
+    #[test]
+    fn stand_ins_stay_below_the_horizon_of_exact_events() {
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let failures = feature(Kind::Count, "user.name", "user.name", Some(900), None);
+        let ms = |minute: i64| {
+            DateTime::parse_from_rfc3339(&at(minute))
+                .unwrap()
+                .timestamp_millis()
+        };
+        // 10 events over t0..t100; the 2 most recent (t95, t100) read exactly, so the 8 others
+        // are at or before t95.
+        let seed = Seed {
+            recent: vec![
+                (ms(100), Some("a".into()), None),
+                (ms(95), Some("a".into()), None),
+            ],
+            horizon: Some(ms(95)),
+            totals: vec![ValueTotal {
+                value: Some("a".into()),
+                count: 10,
+                first: ms(0),
+                last: ms(100),
+            }],
+            from: ms(-1000),
+            to: ms(101),
+        };
+        assert_eq!(
+            state.seed(&failures.stream, "a".into(), &seed),
+            Merged {
+                exact: 2,
+                spread: 8
+            }
+        );
+        let doc = json!({"@timestamp": at(101), "user": {"name": "a"}});
+        let v = state.process(&[&doc], std::slice::from_ref(&failures), now());
+        // In [t86, t101]: t95 and t100 exactly, and the stand-in placed at t95.
+        assert_eq!(v[0][&failures.id], 3.0);
+    }
+
+    #[test]
+    fn skipped_events_are_counted_in_metrics_by_reason() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let state = BehaviourState::new(1 << 20, Duration::from_secs(3600));
+        let count = feature(Kind::Count, "user.name", "user.name", Some(86_400), None);
+        let speed = feature(
+            Kind::VelocityKmh,
+            "user.name",
+            "source.geo.location",
+            None,
+            None,
+        );
+        let docs = [
+            json!({"user": {"name": "a"}}),
+            json!({"@timestamp": at(1)}),
+            json!({"@timestamp": at(200_000), "user": {"name": "a"}}),
+            json!({"@timestamp": at(500), "user": {"name": "a"}}),
+            json!({"@timestamp": at(500), "user": {"name": "a"}}),
+            json!({"@timestamp": at(600), "user": {"name": "b"}, "source": {"geo": {"location": {"lat": 91.0, "lon": 0.0}}}}),
+        ];
+        let refs: Vec<&Value> = docs.iter().collect();
+        metrics::with_local_recorder(&recorder, || {
+            state.process(&refs, &[count.clone(), speed.clone()], now());
+            let late = json!({"@timestamp": at(100), "user": {"name": "a"}});
+            state.process(&[&late], &[count.clone(), speed.clone()], now());
+        });
+        let mut counted = BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            assert_eq!(key.name(), SKIPPED_METRIC);
+            let reason = key
+                .labels()
+                .find(|l| l.key() == "reason")
+                .map(|l| l.value().to_string())
+                .unwrap();
+            let DebugValue::Counter(n) = value else {
+                panic!("{reason} is not a counter");
+            };
+            counted.insert(reason, n);
+        }
+        let expect = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        // Per stream: the document without a user misses both streams, the duplicate and the
+        // late event are caught in both.
+        assert_eq!(
+            counted,
+            expect(&[
+                ("no_timestamp", 1),
+                ("no_entity", 2),
+                ("clock_skew", 1),
+                ("duplicate", 2),
+                ("too_late", 2),
+                ("bad_location", 1),
+            ])
+        );
+        assert_eq!(
+            state.skipped.snapshot()["no_entity"],
+            2,
+            "the snapshot agrees"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod behaviour;
 mod source;
 mod transform;
+pub mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

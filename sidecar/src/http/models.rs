@@ -82,9 +82,11 @@ pub async fn readiness(state: &AppState) -> (bool, Value) {
         Some(crate::health::EsStatus::Up) => json!("up"),
         Some(crate::health::EsStatus::Down(reason)) => json!({"down": reason}),
     };
+    // Serving starts before warm start ends: the state's phase is reported, not waited for.
+    let behaviour = state.registry.behaviour.warm.summary();
     (
         ready,
-        json!({"ready": ready, "models": models, "elasticsearch": es_json}),
+        json!({"ready": ready, "models": models, "elasticsearch": es_json, "behaviour": behaviour}),
     )
 }
 

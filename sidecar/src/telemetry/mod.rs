@@ -39,7 +39,7 @@ pub const BEHAVIOUR_BYTES: &str = "vigil_behaviour_cache_bytes";
 pub const BEHAVIOUR_LOOKUPS: &str = "vigil_behaviour_cache_lookups_total";
 pub const BEHAVIOUR_EVICTIONS: &str = "vigil_behaviour_cache_evictions_total";
 /// Events the behavioural state skipped, by `reason`.
-pub const BEHAVIOUR_SKIPPED: &str = "vigil_behaviour_skipped_total";
+pub const BEHAVIOUR_SKIPPED: &str = crate::features::behaviour::SKIPPED_METRIC;
 /// Rule runs by `rule` and `outcome` (`ok`, `error`, `skipped`); duration in seconds by `rule`.
 pub const RULE_RUNS: &str = "vigil_rule_runs_total";
 pub const RULE_RUN_SECONDS: &str = "vigil_rule_run_seconds";
