@@ -50,6 +50,7 @@ struct RawConfig {
     rules: RawRules,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
     features: RawFeatures,
 }
 
