@@ -126,16 +126,7 @@ async fn warm_start_makes_known_countries_and_devices_known_again() {
     let cold = replay(&state(), after, &features);
     // Restarted and warmed from Elasticsearch, with pages of 100 users (several pages).
     let warmed_state = state();
-    let client = vigil::es::client(
-        &vigil::config::Config::parse(
-            &format!("[elasticsearch]\nurl = \"{es}\"\n"),
-            "test",
-            &Default::default(),
-        )
-        .unwrap()
-        .elasticsearch,
-    )
-    .unwrap();
+    let client = es_client(&es);
     let report = warm::run_bounded(
         &client,
         &warmed_state,
@@ -283,16 +274,7 @@ async fn warm_start_never_drops_fresher_live_state() {
     live["event"]["outcome"] = json!("success");
     live["source"]["geo"]["country_iso_code"] = json!("NZ");
     state.process(&[&live], &features, chrono::Utc::now());
-    let client = vigil::es::client(
-        &vigil::config::Config::parse(
-            &format!("[elasticsearch]\nurl = \"{es}\"\n"),
-            "test",
-            &Default::default(),
-        )
-        .unwrap()
-        .elasticsearch,
-    )
-    .unwrap();
+    let client = es_client(&es);
     let first = warm::run_bounded(
         &client,
         &state,
@@ -330,16 +312,7 @@ async fn warm_start_never_drops_fresher_live_state() {
 #[tokio::test]
 async fn a_missing_index_warms_nothing_and_an_unreachable_cluster_is_a_precise_error() {
     let es = common::require_es().await;
-    let client = vigil::es::client(
-        &vigil::config::Config::parse(
-            &format!("[elasticsearch]\nurl = \"{es}\"\n"),
-            "test",
-            &Default::default(),
-        )
-        .unwrap()
-        .elasticsearch,
-    )
-    .unwrap();
+    let client = es_client(&es);
     let bundle = vigil::bundle::load(&repo().join("models/login-risk")).unwrap();
     let features = bundle.extractor.behaviour_features();
     let state = state();
@@ -417,4 +390,18 @@ async fn vigil_serve_warms_in_the_background_and_reports_it_in_readiness() {
     );
     assert!(app.registry.behaviour.entries() > 100);
     let _ = http.delete(format!("{es}/{index}")).send().await;
+}
+
+/// The official client for the test cluster, built from configuration as `vigil serve` builds it.
+fn es_client(es: &str) -> elasticsearch::Elasticsearch {
+    vigil::es::client(
+        &vigil::config::Config::parse(
+            &format!("[elasticsearch]\nurl = \"{es}\"\n"),
+            "test",
+            &Default::default(),
+        )
+        .unwrap()
+        .elasticsearch,
+    )
+    .unwrap()
 }

@@ -497,13 +497,7 @@ async fn ready_needs_elasticsearch_but_live_does_not() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["elasticsearch"], "up", "{body}");
-    assert_eq!(
-        reqwest::get(up.url("/v2/health/ready"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&up.url("/v2/health/ready")).await, 200);
 
     // A closed port: nobody listens.
     let closed = free_port();
@@ -519,27 +513,9 @@ async fn ready_needs_elasticsearch_but_live_does_not() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["models"], 1);
     assert!(body["elasticsearch"]["down"].is_string(), "{body}");
-    assert_eq!(
-        reqwest::get(down.url("/v2/health/ready"))
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        reqwest::get(down.url("/_vigil/health/live"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(down.url("/v2/health/live"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&down.url("/v2/health/ready")).await, 503);
+    assert_eq!(status_of(&down.url("/_vigil/health/live")).await, 200);
+    assert_eq!(status_of(&down.url("/v2/health/live")).await, 200);
 
     // A listener that accepts but never answers: the probe gives up instead of hanging.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -818,4 +794,9 @@ fn tokio_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The HTTP status `GET url` answers.
+async fn status_of(url: &str) -> reqwest::StatusCode {
+    reqwest::get(url).await.unwrap().status()
 }
