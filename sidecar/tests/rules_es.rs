@@ -636,3 +636,66 @@ async fn risk_scores_from_alerts_in_the_index() {
     );
     ix.delete(&es).await;
 }
+
+/// Stopping the scheduler (what SIGTERM does in `vigil serve`) while a rule run is in progress
+/// lets that run finish: every catch-up window is checkpointed and the lease released. No
+/// further rule starts after the signal, and `serve` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_current_rule_run_finish_and_starts_no_other() {
+    let es = es().await;
+    let ix = Indices::create(&es, "shutdown").await;
+    let first = rule_with("vigil-brute-force-user", |_| {});
+    let second = rule_with("vigil-mfa-push-fatigue", |_| {});
+    let mut settings = ix.settings("replica-a");
+    // A first run of 200 windows takes seconds: long enough to be caught in the middle.
+    settings.max_catchup = 200;
+    let engine = std::sync::Arc::new(Engine::new(
+        es.clone(),
+        vec![first.clone(), second.clone()],
+        settings,
+    ));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.serve(std::time::Duration::from_secs(3600), rx));
+    let state_of = |id: &str| {
+        let (es, path) = (es.clone(), format!("/{}/_doc/{id}", ix.state()));
+        async move {
+            es.call("state", Method::Get, &path, &[], None)
+                .await
+                .ok()
+                .map(|v| v["_source"].clone())
+        }
+    };
+    // Wait until the first rule is mid-run: claimed and some, not all, windows checkpointed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mid_run = loop {
+        if let Some(st) = state_of(&first.id).await {
+            if st["status"] == "running" && st["checkpoint"].is_string() {
+                break st;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first rule never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(120), task)
+        .await
+        .expect("serve returns after the current run")
+        .unwrap();
+    let done = state_of(&first.id).await.unwrap();
+    assert_eq!(done["status"], "ok", "{done}");
+    assert_eq!(done["last_run"]["windows"], 200, "{done}");
+    assert_eq!(done["lease"]["owner"], "", "{done}");
+    assert!(
+        done["checkpoint"].as_str() > mid_run["checkpoint"].as_str(),
+        "windows after the signal ran: {mid_run} -> {done}"
+    );
+    assert_eq!(
+        state_of(&second.id).await,
+        None,
+        "a rule started after the signal"
+    );
+    ix.delete(&es).await;
+}

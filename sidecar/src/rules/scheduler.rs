@@ -502,26 +502,28 @@ impl Engine {
     }
 
     /// Runs forever: every `tick`, the due rules (and the risk job), until `shutdown` turns true.
-    /// A run in progress finishes before the loop exits.
+    /// A rule run in progress when the signal arrives finishes (its windows, checkpoint and lease
+    /// release); no further rule and no risk job starts after it.
     pub async fn serve(
         self: Arc<Self>,
         tick: std::time::Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         tracing::info!(rules = self.rules.len(), replica = %self.settings.replica, "rule scheduler started");
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
+        'ticks: loop {
             let now = Utc::now();
-            for r in self.run_due(now).await {
+            for rule in self.rules.iter().filter(|r| r.enabled) {
+                if *shutdown.borrow() {
+                    break 'ticks;
+                }
+                let r = self.run_rule_due(rule, now).await;
                 if r.skipped.is_none() {
                     tracing::info!(rule = %r.rule, windows = r.windows, alerts = r.alerts_written, suppressed = r.suppressed,
                         skipped_events = r.stats.skipped_total(), error = r.error.as_deref().unwrap_or(""), ms = r.duration_ms, "rule run");
                 }
-                if *shutdown.borrow() {
-                    break;
-                }
+            }
+            if *shutdown.borrow() {
+                break;
             }
             if let Err(e) = super::risk::run_due(&self, now).await {
                 tracing::warn!(error = %e, "risk scoring failed; retrying on its next interval");
