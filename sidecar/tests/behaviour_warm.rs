@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::es_client;
 use serde_json::{json, Value};
 use vigil::features::behaviour::{BehaviourFeature, BehaviourState};
 use vigil::features::warm::{self, WarmSettings};
@@ -390,18 +391,4 @@ async fn vigil_serve_warms_in_the_background_and_reports_it_in_readiness() {
     );
     assert!(app.registry.behaviour.entries() > 100);
     let _ = http.delete(format!("{es}/{index}")).send().await;
-}
-
-/// The official client for the test cluster, built from configuration as `vigil serve` builds it.
-fn es_client(es: &str) -> elasticsearch::Elasticsearch {
-    vigil::es::client(
-        &vigil::config::Config::parse(
-            &format!("[elasticsearch]\nurl = \"{es}\"\n"),
-            "test",
-            &Default::default(),
-        )
-        .unwrap()
-        .elasticsearch,
-    )
-    .unwrap()
 }

@@ -16,23 +16,6 @@ async fn vigil(extra_bulk: &str) -> TestApp {
     .await
 }
 
-fn ndjson(lines: &[Value]) -> String {
-    lines.iter().map(|l| format!("{l}\n")).collect()
-}
-
-async fn bulk(app: &TestApp, path: &str, body: String) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = reqwest::Client::new()
-        .post(app.url(path))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, headers, r.json().await.unwrap())
-}
-
 async fn search(index: &str, query: &str) -> Value {
     reqwest::get(format!("{}/{index}/_search?q={query}&size=100", es_url()))
         .await
@@ -63,7 +46,7 @@ async fn bulk_answers_item_for_item_and_scores_land_in_elasticsearch() {
     ]) + "{\"index\":{\"_index\":\""
         + &index
         + "\"}}\n{not json}\n";
-    let (status, headers, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    let (status, headers, out) = post_ndjson(&app, "/_bulk?refresh=true", body).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(headers["x-elastic-product"], "Elasticsearch");
     let items = out["items"].as_array().unwrap();
@@ -130,7 +113,7 @@ async fn fail_closed_returns_the_document_as_a_failed_item() {
         json!({"index": {"_index": index, "_id": "2"}}),
         json!({"features": {"f1": 12}}),
     ]);
-    let (status, _, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    let (status, _, out) = post_ndjson(&app, "/_bulk?refresh=true", body).await;
     assert_eq!(status, 200);
     assert_eq!(out["items"][0]["index"]["status"], 400);
     assert_eq!(
@@ -277,13 +260,14 @@ async fn framing_errors_and_oversized_bodies_fail_the_request_precisely() {
         &format!("max_body_bytes = 2048\n{ROUTES}"),
     )
     .await;
-    let (s, _, out) = bulk(&app, "/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{}".into()).await;
+    let (s, _, out) =
+        post_ndjson(&app, "/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{}".into()).await;
     assert_eq!(s, 400);
     assert!(out["error"]["reason"]
         .as_str()
         .unwrap()
         .contains("terminated by a newline"));
-    let (s, _, out) = bulk(
+    let (s, _, out) = post_ndjson(
         &app,
         "/_bulk",
         format!("{{\"index\":{{}}}}\n{{\"p\":\"{}\"}}\n", "x".repeat(4000)),
@@ -315,7 +299,7 @@ async fn elasticsearch_unreachable_answers_503_so_callers_retry() {
         config_for(&[&bundle("logreg_binary")], "")
     ))
     .await;
-    let (s, _, out) = bulk(
+    let (s, _, out) = post_ndjson(
         &app,
         "/_bulk",
         ndjson(&[json!({"index": {"_index": "x"}}), json!({"a": 1})]),
@@ -349,7 +333,7 @@ async fn raw_okta_events_are_normalised_on_the_drop_in_path_and_then_routed() {
         json!({"index": {"_index": index, "_id": "other"}}),
         unknown.clone(),
     ]);
-    let (status, _, out) = bulk(&app, "/_bulk?refresh=true", body).await;
+    let (status, _, out) = post_ndjson(&app, "/_bulk?refresh=true", body).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["errors"], false, "{out}");
     let got: Value = reqwest::get(format!("{}/{index}/_doc/okta", es_url()))

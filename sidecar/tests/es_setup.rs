@@ -14,34 +14,9 @@ use serde_json::{json, Value};
 use vigil::fields;
 use vigil::setup::{self, Asset, Kind, Options, Outcome, SetupError};
 
-fn es_url() -> String {
-    std::env::var("VIGIL_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".to_string())
-}
-
-/// The official client for the test node; panics with instructions when it is unreachable.
+/// The official client for the test node; fails (does not skip) when it is unreachable.
 async fn es() -> elasticsearch::Elasticsearch {
-    let url = es_url();
-    let reachable = reqwest::Client::new()
-        .get(format!(
-            "{url}/_cluster/health?wait_for_status=yellow&timeout=20s"
-        ))
-        .timeout(std::time::Duration::from_secs(30))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false);
-    assert!(
-        reachable,
-        "Elasticsearch is not reachable at {url}: run tests/elasticsearch/start first \
-         (or set VIGIL_ES_URL); these tests need a real node and do not skip"
-    );
-    let config = vigil::config::Config::parse(
-        &format!("[elasticsearch]\nurl = \"{url}\"\n"),
-        "test",
-        &Default::default(),
-    )
-    .unwrap();
-    vigil::es::client(&config.elasticsearch).unwrap()
+    es_client(&require_es().await)
 }
 
 async fn call(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {

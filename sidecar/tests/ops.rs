@@ -184,15 +184,9 @@ async fn bulk_through(app: &TestApp, index: &str, ids: &[&str]) -> Value {
             )
         })
         .collect();
-    let r = reqwest::Client::new()
-        .post(app.url("/_bulk?refresh=true"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let (status, _, out) = post_ndjson(app, "/_bulk?refresh=true", body).await;
+    assert_eq!(status, 200, "{out}");
+    out
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //!
 //! These tests FAIL (they do not skip) when Elasticsearch is unreachable.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -23,22 +25,8 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn es_url() -> String {
-    if let Ok(u) = std::env::var("VIGIL_ES_URL") {
-        return u;
-    }
-    if let Ok(env) = std::fs::read_to_string("/tmp/vigil-es-9200/env") {
-        for line in env.lines() {
-            if let Some(u) = line.strip_prefix("ES_URL=") {
-                return u.trim_matches(['"', '\'']).to_string();
-            }
-        }
-    }
-    "http://127.0.0.1:9200".into()
-}
-
 async fn es() -> Es {
-    let url = es_url();
+    let url = common::es_url();
     let cfg = vigil::config::EsConfig {
         url: url.parse().unwrap(),
         credentials: None,
@@ -51,7 +39,7 @@ async fn es() -> Es {
         .call("ping", Method::Get, "/_cluster/health", &[], None)
         .await
     {
-        panic!("Elasticsearch is not reachable at {url} ({e}): run tests/elasticsearch/start (or set VIGIL_ES_URL)");
+        panic!("Elasticsearch is not reachable at {url} ({e}): run tests/elasticsearch/start (or set VIGIL_TEST_ES_URL)");
     }
     es
 }

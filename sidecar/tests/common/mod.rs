@@ -115,6 +115,40 @@ pub async fn require_es() -> String {
     url
 }
 
+/// The official Elasticsearch client for `url`, configured as Vigil configures it.
+pub fn es_client(url: &str) -> elasticsearch::Elasticsearch {
+    let config = vigil::config::Config::parse(
+        &format!("[elasticsearch]\nurl = \"{url}\"\n"),
+        "test",
+        &Default::default(),
+    )
+    .unwrap();
+    vigil::es::client(&config.elasticsearch).unwrap()
+}
+
+/// Newline-delimited JSON, one value a line.
+pub fn ndjson(lines: &[serde_json::Value]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// POSTs an NDJSON body to Vigil: `(status, headers, JSON answer)`.
+pub async fn post_ndjson(
+    app: &TestApp,
+    path: &str,
+    body: String,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(app.url(path))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap())
+}
+
 /// A unique, lowercase index name for one test.
 pub fn unique_index(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
