@@ -418,28 +418,10 @@ impl TreeShap {
             let mut c = vec![0.0f64; max_node + 1];
             if width >= ensemble.min_features {
                 for row in rows.chunks_exact(width).take(n) {
-                    let mut i = 0usize;
-                    loop {
+                    let mut at = Some(0usize);
+                    while let Some(i) = at {
                         c[tree.nodes[i].onnx_id.max(0) as usize] += 1.0;
-                        match &tree.nodes[i].kind {
-                            NodeKind::Leaf { .. } => break,
-                            NodeKind::Branch {
-                                feature,
-                                threshold,
-                                mode,
-                                missing_true,
-                                true_child,
-                                false_child,
-                            } => {
-                                let go = crate::score::tree::Node::goes_true(
-                                    row[*feature as usize],
-                                    *threshold,
-                                    *mode,
-                                    *missing_true,
-                                );
-                                i = if go { *true_child } else { *false_child } as usize;
-                            }
-                        }
+                        at = tree.child(i, row);
                     }
                 }
             }

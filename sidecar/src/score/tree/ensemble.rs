@@ -117,24 +117,31 @@ impl Tree {
     #[inline]
     pub fn leaf_index(&self, row: &[f32]) -> usize {
         let mut i = 0usize;
-        loop {
-            match &self.nodes[i].kind {
-                NodeKind::Leaf { .. } => return i,
-                NodeKind::Branch {
-                    feature,
-                    threshold,
-                    mode,
-                    missing_true,
-                    true_child,
-                    false_child,
-                } => {
-                    let x = row[*feature as usize];
-                    i = if Node::goes_true(x, *threshold, *mode, *missing_true) {
-                        *true_child as usize
-                    } else {
-                        *false_child as usize
-                    };
-                }
+        while let Some(next) = self.child(i, row) {
+            i = next;
+        }
+        i
+    }
+
+    /// The child of node `i` that `row` goes to; `None` when `i` is a leaf.
+    #[inline]
+    pub fn child(&self, i: usize, row: &[f32]) -> Option<usize> {
+        match &self.nodes[i].kind {
+            NodeKind::Leaf { .. } => None,
+            NodeKind::Branch {
+                feature,
+                threshold,
+                mode,
+                missing_true,
+                true_child,
+                false_child,
+            } => {
+                let x = row[*feature as usize];
+                Some(if Node::goes_true(x, *threshold, *mode, *missing_true) {
+                    *true_child as usize
+                } else {
+                    *false_child as usize
+                })
             }
         }
     }
