@@ -11,46 +11,17 @@
 //!
 //! `cargo bench --bench bulk` (from `sidecar/`). Throughput is in documents.
 
-use std::path::{Path, PathBuf};
-
-use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
-use vigil::bundle::ModelRegistry;
-use vigil::config::{Config, Overrides};
 use vigil::rewrite::Scoring;
 
-const DOCS: usize = 1000;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
-}
-
-fn body() -> Bytes {
-    let path = repo().join("models/samples/auth-events.ndjson");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let events: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = String::new();
-    for i in 0..DOCS {
-        out.push_str("{\"index\":{\"_index\":\"vigil-bench-auth\"}}\n");
-        out.push_str(events[i % events.len()]);
-        out.push('\n');
-    }
-    Bytes::from(out)
-}
+#[path = "support/auth_bulk.rs"]
+mod auth_bulk;
+use auth_bulk::{body, defaults, DOCS};
 
 fn bench(c: &mut Criterion) {
     let body = body();
-    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
-    let registry = ModelRegistry::new(vec![repo().join("models")]);
-    let report = registry.reload();
-    assert!(
-        registry.get("login-risk").is_some(),
-        "login-risk must load: {report:?}"
-    );
+    let (config, registry) = defaults();
     let scoring = Scoring {
         registry: &registry,
         routes: &config.routes,

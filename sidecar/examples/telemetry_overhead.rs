@@ -7,35 +7,13 @@
 //!
 //! `cargo run --release --example telemetry_overhead [-- ROUNDS]` (from `sidecar/`; default 30).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use vigil::bundle::ModelRegistry;
-use vigil::config::{Config, Overrides};
 use vigil::rewrite::Scoring;
 
-const DOCS: usize = 1000;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
-}
-
-fn body() -> Bytes {
-    let path = repo().join("models/samples/auth-events.ndjson");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let events: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = String::new();
-    for i in 0..DOCS {
-        out.push_str("{\"index\":{\"_index\":\"vigil-bench-auth\"}}\n");
-        out.push_str(events[i % events.len()]);
-        out.push('\n');
-    }
-    Bytes::from(out)
-}
+#[path = "../benches/support/auth_bulk.rs"]
+mod auth_bulk;
+use auth_bulk::{body, defaults, DOCS};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -55,13 +33,7 @@ fn main() {
         .with_writer(std::io::sink)
         .init();
     let body = body();
-    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
-    let registry = ModelRegistry::new(vec![repo().join("models")]);
-    let report = registry.reload();
-    assert!(
-        registry.get("login-risk").is_some(),
-        "login-risk must load: {report:?}"
-    );
+    let (config, registry) = defaults();
     let scoring = Scoring::configured(&registry, &config);
     let handle = vigil::telemetry::install(config.metrics.drift_window);
     let run = |on: bool| {

@@ -67,7 +67,7 @@ def main() -> int:
 
     vigil = Server("vigil", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_port}",
                              "--models", str(BUNDLE)],
-                   f"http://127.0.0.1:{args.vigil_port}/v2/health/ready", cpus=server_cpus,
+                   f"http://127.0.0.1:{args.vigil_port}/v2/models/bench_xgb/ready", cpus=server_cpus,
                    env={"VIGIL_LOG": "warn"})
     fa_cmd = ([str(VENV_PY), "-m", "uvicorn", "baselines.fastapi_scorer:app", "--port", str(args.fastapi_port),
                "--workers", "2", "--log-level", "warning", "--no-access-log"] if args.pin == "none" else
