@@ -87,7 +87,9 @@ pub fn infer(
 }
 
 /// Behavioural values per document (from [`crate::features::behaviour::BehaviourState::process`]).
-pub type BehaviourValues = std::collections::HashMap<std::sync::Arc<str>, f32>;
+/// Behavioural feature id → value for one document (foldhash: these maps are built per document).
+pub type BehaviourValues =
+    std::collections::HashMap<std::sync::Arc<str>, f32, foldhash::fast::RandomState>;
 
 /// Scores `docs` with `bundle`, reading behavioural features from `behaviour` (one map per document).
 pub fn infer_with(

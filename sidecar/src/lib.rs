@@ -26,6 +26,13 @@
 //! Beside the ingest path, [`normalize`] maps identity-provider events (Okta, Entra ID, Windows,
 //! sshd) onto the ECS fields features and rules read, and [`rules`] hunts compromised accounts in
 //! the indexed data (`scheduler → query → evaluate → alert`, then per-user risk).
+/// mimalloc instead of the system allocator, for every binary built on this crate (the `vigil`
+/// binary, tests, benches, examples): parsing and re-serialising JSON allocates per field, and
+/// under glibc's malloc a third of the scoring API's time went to malloc/free
+/// (`docs/benchmarks.md`, "Scoring API").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod bulk;
 pub mod bundle;
 pub mod config;

@@ -18,6 +18,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::transform::timestamp;
+use crate::inference::BehaviourValues;
+
+/// The hasher of the state's per-document maps and of its cache, hashed several times per
+/// event: foldhash, seeded randomly per process (so entity values chosen by a sender cannot be
+/// precomputed to collide), several times faster than SipHash on these short keys.
+type FastHash = foldhash::fast::RandomState;
 use super::{lookup, lookup_whole};
 
 /// At most this many recorded events per entity and stream (the oldest go first).
@@ -148,6 +154,9 @@ struct Record {
     at: i64,
     value: Option<String>,
     location: Option<(f64, f64)>,
+    /// `BehaviourState::key_of(value)`: window scans compare these first and the strings only
+    /// when they are equal, and distinct counts count distinct keys.
+    key: u64,
 }
 
 /// Why a document's behavioural features were skipped (counted, exported).
@@ -221,12 +230,13 @@ impl Skipped {
 
 type History = Arc<Mutex<Vec<Record>>>;
 
-/// A stream's history with this document's value and location, when the event is usable.
-type Usable = (History, Option<String>, Option<(f64, f64)>);
+/// A stream's history and entity with this document's value and location, when the event is
+/// usable.
+type Usable = (History, String, Option<String>, u64, Option<(f64, f64)>);
 
 /// The entity state shared by every request.
 pub struct BehaviourState {
-    histories: moka::sync::Cache<(Arc<str>, String), History>,
+    histories: moka::sync::Cache<(Arc<str>, String), History, FastHash>,
     pub skipped: Skipped,
     /// Lookups, misses (a new history) and size evictions of the cache, for `/metrics`.
     pub lookups: AtomicU64,
@@ -234,6 +244,8 @@ pub struct BehaviourState {
     pub evictions: Arc<AtomicU64>,
     /// Where warm start stands (`features/warm.rs`).
     pub warm: super::warm::Progress,
+    /// Seeds the value keys (random per process, like the cache's hasher).
+    keys: FastHash,
 }
 
 impl std::fmt::Debug for BehaviourState {
@@ -252,9 +264,12 @@ const ENTRY_OVERHEAD: usize = 600;
 /// The smallest heap block the allocator hands out for a string.
 const MIN_ALLOCATION: usize = 32;
 
-/// Approximate bytes an entity's history holds, for the cache's weigher.
+/// Approximate bytes an entity's history holds, for the cache's weigher: the record slots the
+/// history has allocated, each with a value string of the held records' mean size. A history
+/// is re-weighed when its allocation grows (`reweigh`), not on every event: between two
+/// growths the projection already counts the slots still empty.
 fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
-    let (records, values) = history
+    let (slots, held, values) = history
         .lock()
         .map(|h| {
             let values: usize = h
@@ -265,14 +280,33 @@ fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
                         .map_or(0, |v| v.capacity().max(MIN_ALLOCATION))
                 })
                 .sum();
-            (h.capacity(), values)
+            (h.capacity(), h.len(), values)
         })
-        .unwrap_or((0, 0));
+        .unwrap_or((0, 0, 0));
+    let projected_values = if held == 0 {
+        0
+    } else {
+        values.div_ceil(held) * slots
+    };
     let bytes = ENTRY_OVERHEAD
         + key.1.capacity().max(MIN_ALLOCATION)
-        + records * std::mem::size_of::<Record>()
-        + values;
+        + slots * std::mem::size_of::<Record>()
+        + projected_values;
     u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// The records of `history` in `[from, to]` (times in milliseconds; records are kept sorted).
+fn between(history: &[Record], from: i64, to: i64) -> &[Record] {
+    let lo = history.partition_point(|r| r.at < from);
+    let hi = history.partition_point(|r| r.at <= to);
+    &history[lo..hi.max(lo)]
+}
+
+/// Whether `history` holds an event at `at` with `value` (whose key is `key`).
+fn holds(history: &[Record], at: i64, key: u64, value: &Option<String>) -> bool {
+    between(history, at, at)
+        .iter()
+        .any(|r| r.key == key && r.value == *value)
 }
 
 impl BehaviourState {
@@ -289,13 +323,21 @@ impl BehaviourState {
                         evicted.fetch_add(1, Ordering::Relaxed);
                     }
                 })
-                .build(),
+                .build_with_hasher(FastHash::default()),
             skipped: Skipped::default(),
             lookups: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
             warm: super::warm::Progress::default(),
+            keys: FastHash::default(),
         }
+    }
+
+    /// A value's key: 0 for none, otherwise its hash with the low bit set. Equal values have
+    /// equal keys; distinct values collide with probability 2^-63 per pair.
+    fn key_of(&self, value: Option<&str>) -> u64 {
+        use std::hash::BuildHasher;
+        value.map_or(0, |v| self.keys.hash_one(v) | 1)
     }
 
     pub fn entries(&self) -> u64 {
@@ -315,8 +357,8 @@ impl BehaviourState {
         docs: &[&Value],
         features: &[Arc<BehaviourFeature>],
         now: DateTime<Utc>,
-    ) -> Vec<HashMap<Arc<str>, f32>> {
-        let mut values: Vec<HashMap<Arc<str>, f32>> = vec![HashMap::new(); docs.len()];
+    ) -> Vec<BehaviourValues> {
+        let mut values: Vec<BehaviourValues> = vec![BehaviourValues::default(); docs.len()];
         if features.is_empty() {
             return values;
         }
@@ -361,7 +403,7 @@ impl BehaviourState {
                 continue;
             }
             // Per stream: find the history, decide whether this event is usable.
-            let mut usable: HashMap<&str, Usable> = HashMap::new();
+            let mut usable: HashMap<&str, Usable, FastHash> = HashMap::default();
             for s in &streams {
                 let Some(entity) = lookup(doc, &s.entity).map(text) else {
                     self.skipped.count(SkipReason::NoEntity);
@@ -373,7 +415,7 @@ impl BehaviourState {
                 }
                 // An entity gets an entry once it has something to record: documents the
                 // stream does not record (a success for a failures stream) read an empty history.
-                let key = (s.stream.clone(), entity);
+                let key = (s.stream.clone(), entity.clone());
                 self.lookups.fetch_add(1, Ordering::Relaxed);
                 let history = match self.histories.get(&key) {
                     Some(h) => h,
@@ -393,34 +435,36 @@ impl BehaviourState {
                         continue;
                     }
                 }
-                if state.iter().any(|r| r.at == at && r.value == value) {
+                let key = self.key_of(value.as_deref());
+                if holds(&state, at, key, &value) {
                     self.skipped.count(SkipReason::Duplicate);
                     continue;
                 }
                 drop(state);
-                usable.insert(&s.stream, (history, value, location));
+                usable.insert(&s.stream, (history, entity, value, key, location));
             }
             // Compute, then record.
             for f in &distinct {
                 let v = match usable.get(&*f.stream) {
-                    Some((history, value, location)) => {
+                    Some((history, _, value, key, location)) => {
                         let h = history.lock().unwrap_or_else(|e| e.into_inner());
-                        compute(f, &h, at, value.as_deref(), *location)
+                        compute(f, &h, at, value.as_deref(), *key, *location)
                     }
                     None => f32::NAN,
                 };
                 values[i].insert(f.id.clone(), v);
             }
             for s in &streams {
-                let Some((history, value, location)) = usable.remove(&*s.stream) else {
+                let Some((history, entity, value, key, location)) = usable.remove(&*s.stream)
+                else {
                     continue;
                 };
                 if !s.records(doc) {
                     continue;
                 }
-                let key_entity = lookup(doc, &s.entity).map(text).unwrap_or_default();
-                {
+                let grew = {
                     let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+                    let slots = h.capacity();
                     let pos = h.partition_point(|r| r.at <= at);
                     h.insert(
                         pos,
@@ -428,16 +472,19 @@ impl BehaviourState {
                             at,
                             value,
                             location,
+                            key,
                         },
                     );
                     if h.len() > MAX_EVENTS_PER_ENTITY {
                         let excess = h.len() - MAX_EVENTS_PER_ENTITY;
                         h.drain(..excess);
                     }
+                    h.capacity() != slots
+                };
+                if grew {
+                    // Re-insert so the weigher sees the new size.
+                    self.histories.insert((s.stream.clone(), entity), history);
                 }
-                // Re-insert so the weigher sees the new size.
-                self.histories
-                    .insert((s.stream.clone(), key_entity), history);
             }
         }
         values
@@ -499,7 +546,8 @@ impl BehaviourState {
         {
             let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
             for (at, value, location) in &seed.recent {
-                if h.iter().any(|r| r.at == *at && r.value == *value) {
+                let vkey = self.key_of(value.as_deref());
+                if holds(&h, *at, vkey, value) {
                     continue;
                 }
                 let pos = h.partition_point(|r| r.at <= *at);
@@ -509,14 +557,16 @@ impl BehaviourState {
                         at: *at,
                         value: value.clone(),
                         location: *location,
+                        key: vkey,
                     },
                 );
                 merged.exact += 1;
             }
             for total in &seed.totals {
-                let held = h
+                let vkey = self.key_of(total.value.as_deref());
+                let held = between(&h, seed.from, seed.to)
                     .iter()
-                    .filter(|r| r.at >= seed.from && r.at <= seed.to && r.value == total.value)
+                    .filter(|r| r.key == vkey && r.value == total.value)
                     .count() as u64;
                 let missing = total
                     .count
@@ -538,6 +588,7 @@ impl BehaviourState {
                         at: last - step.round() as i64,
                         value: total.value.clone(),
                         location: None,
+                        key: vkey,
                     });
                 }
                 merged.spread += missing;
@@ -560,31 +611,45 @@ fn compute(
     history: &[Record],
     at: i64,
     value: Option<&str>,
+    key: u64,
     location: Option<(f64, f64)>,
 ) -> f32 {
-    let from = at - f.window_ms;
-    let window = || history.iter().filter(move |r| r.at >= from && r.at <= at);
+    let window = between(history, at - f.window_ms, at);
     match f.kind {
+        // Newest first: a known value is usually seen recently.
         Kind::FirstSeen => match value {
             None => f32::NAN,
-            Some(v) => f32::from(u8::from(!window().any(|r| r.value.as_deref() == Some(v)))),
+            Some(v) => f32::from(u8::from(
+                !window
+                    .iter()
+                    .rev()
+                    .any(|r| r.key == key && r.value.as_deref() == Some(v)),
+            )),
         },
-        Kind::Count => window().count() as f32,
+        Kind::Count => window.len() as f32,
         Kind::DistinctCount => {
-            let mut seen: Vec<&str> = window().filter_map(|r| r.value.as_deref()).collect();
+            let mut seen: Vec<u64> = window
+                .iter()
+                .filter(|r| r.value.is_some())
+                .map(|r| r.key)
+                .collect();
             seen.sort_unstable();
             seen.dedup();
             seen.len() as f32
         }
         Kind::PairCount => match value {
             None => f32::NAN,
-            Some(v) => window().filter(|r| r.value.as_deref() == Some(v)).count() as f32,
+            Some(v) => window
+                .iter()
+                .filter(|r| r.key == key && r.value.as_deref() == Some(v))
+                .count() as f32,
         },
-        Kind::SinceLast => window()
-            .next_back()
+        Kind::SinceLast => window
+            .last()
             .map_or(f32::NAN, |r| ((at - r.at) as f64 / 3_600_000.0) as f32),
         Kind::VelocityKmh => {
-            let (Some(here), Some(last)) = (location, window().rfind(|r| r.location.is_some()))
+            let (Some(here), Some(last)) =
+                (location, window.iter().rfind(|r| r.location.is_some()))
             else {
                 return f32::NAN;
             };

@@ -8,7 +8,7 @@ mod source;
 mod transform;
 pub mod warm;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -119,7 +119,7 @@ impl FeatureExtractor {
     pub fn extract_with(
         &self,
         doc: &Value,
-        behaviour: Option<&HashMap<Arc<str>, f32>>,
+        behaviour: Option<&crate::inference::BehaviourValues>,
         out: &mut [f32],
     ) -> Result<(), FeatureError> {
         if !doc.is_object() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ pub async fn score(
     Path(model): Path<String>,
     params: Result<Query<ScoreParams>, axum::extract::rejection::QueryRejection>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bundle = state
         .registry
@@ -56,21 +56,32 @@ pub async fn score(
     let started = std::time::Instant::now();
     let results_only = params.results_only;
     let registry = state.registry.clone();
-    let docs = state
-        .on_cpu(move || -> Result<Vec<Value>, ApiError> {
+    // Parsing, scoring and serialising the answer all run on the scoring pool, so the answer
+    // (as large as the request when documents are echoed) is written once into a buffer sized
+    // from the request, not grown on an async worker.
+    let answer = state
+        .on_cpu(move || -> Result<Vec<u8>, ApiError> {
             let docs = parse_docs(&bytes, limit)?;
-            Ok(score_docs(&registry, &bundle, docs, policy, results_only))
+            let docs = score_docs(&registry, &bundle, docs, policy, results_only);
+            let errors = docs.iter().any(|d| d.get("error").is_some());
+            let answer = json!({
+                "took": started.elapsed().as_millis() as u64,
+                "model_id": model,
+                "model_version": bundle.version(),
+                "errors": errors,
+                "docs": docs,
+            });
+            let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2 + 1024);
+            serde_json::to_writer(&mut out, &answer)
+                .map_err(|e| ApiError::internal(format!("serialising the answer: {e}")))?;
+            Ok(out)
         })
         .await??;
-    let errors = docs.iter().any(|d| d.get("error").is_some());
-    let bundle = state.registry.get(&model);
-    Ok(Json(json!({
-        "took": started.elapsed().as_millis() as u64,
-        "model_id": model,
-        "model_version": bundle.as_ref().map(|b| b.version().to_string()),
-        "errors": errors,
-        "docs": docs,
-    })))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        answer,
+    )
+        .into_response())
 }
 
 /// Parses the request body into documents, refusing batches over `limit`.
