@@ -17,7 +17,10 @@ the machine with wrk.
 
 Cases: `score` (Vigil `?explain=never` vs FastAPI /score), and with --explain also `explain`
 (Vigil `?explain=all`, exact TreeSHAP top 5 for every document, vs FastAPI + xgboost
-pred_contribs top 5, sidecar/benches/scripts/fastapi_explain.py).
+pred_contribs top 5, sidecar/benches/scripts/fastapi_explain.py). With --telemetry also
+`telemetry`: Vigil as deployed (metrics recorded, drift windows, ECS JSON logs at info) against
+the same binary with `[metrics] enabled = false` and `VIGIL_LOG=off`, same `score` request; the
+"ratio" printed is then on/off docs/s (the issue's bound: overhead at most 5%, ratio >= 0.95).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +59,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--pin", choices=["core", "none"], default="core")
     ap.add_argument("--explain", action="store_true", help="also the explain-every-document case")
+    ap.add_argument("--telemetry", action="store_true", help="also metrics+logs on vs off, Vigil against itself")
     ap.add_argument("--vigil-port", type=int, default=9281)
     ap.add_argument("--fastapi-port", type=int, default=8099)
     ap.add_argument("--json", action="store_true")
@@ -86,6 +91,18 @@ def main() -> int:
             servers.append(fx)
             cases.append(("explain", vigil, f"http://127.0.0.1:{args.vigil_port}/_vigil/score/bench_xgb?explain=all",
                           fx, f"http://127.0.0.1:{args.fastapi_port + 1}/explain/bench_xgb"))
+        if args.telemetry:
+            off_config = Path(tempfile.mkdtemp(prefix="bench-vigil-")) / "no-telemetry.toml"
+            off_config.write_text("[metrics]\nenabled = false\n")
+            tel = []
+            for tag, port, extra, env in (("on", args.vigil_port + 10, [], {"VIGIL_LOG": "info", "VIGIL_LOG_FORMAT": "ecs"}),
+                                          ("off", args.vigil_port + 11, ["--config", str(off_config)], {"VIGIL_LOG": "off"})):
+                srv = Server(f"vigil-telemetry-{tag}", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{port}",
+                                                        "--models", str(BUNDLE)] + extra,
+                             f"http://127.0.0.1:{port}/v2/models/bench_xgb/ready", cpus=server_cpus, env=env)
+                servers.append(srv)
+                tel.append((srv, f"http://127.0.0.1:{port}/_vigil/score/bench_xgb?explain=never"))
+            cases.append(("telemetry", tel[0][0], tel[0][1], tel[1][0], tel[1][1]))
         # Same answers: Vigil's probabilities equal the baseline's (a wrong service is not a baseline).
         v = json.loads(post_json(cases[0][2], body))["docs"]
         f = json.loads(post_json(cases[0][4], body))["probabilities"]
@@ -120,15 +137,17 @@ def main() -> int:
     print("| case | service | docs/s | p50 ms | p99 ms | server CPU (cores) | wrk CPU (cores) |")
     print("|---|---|---|---|---|---|---|")
     labels = {"score": ("Vigil `?explain=never`", "FastAPI + onnxruntime"),
-              "explain": ("Vigil `?explain=all` (TreeSHAP top 5)", "FastAPI + onnxruntime + xgboost pred_contribs top 5")}
+              "explain": ("Vigil `?explain=all` (TreeSHAP top 5)", "FastAPI + onnxruntime + xgboost pred_contribs top 5"),
+              "telemetry": ("Vigil, metrics + ECS logs on", "Vigil, metrics and logs off")}
     for name, r in results.items():
         for who, label in zip(("vigil", "baseline"), labels[name]):
             x = r[who]
             print(f"| {name} | {label} | {x['docs_s']:,.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
                   f"{x['server_cpu']:.2f} | {x['wrk_cpu']:.2f} |")
     for name, r in results.items():
-        print(f"{name}: Vigil / baseline docs/s = {r['ratio_median']:.1f}x (median of per-round ratios "
-              f"{', '.join(f'{x:.1f}' for x in r['ratio_per_round'])})")
+        what = "on / off" if name == "telemetry" else "Vigil / baseline"
+        print(f"{name}: {what} docs/s = {r['ratio_median']:.3f}x (median of per-round ratios "
+              f"{', '.join(f'{x:.3f}' for x in r['ratio_per_round'])})")
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
