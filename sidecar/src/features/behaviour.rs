@@ -18,13 +18,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::transform::timestamp;
+use super::{lookup, lookup_whole};
 use crate::inference::BehaviourValues;
 
 /// The hasher of the state's per-document maps and of its cache, hashed several times per
 /// event: foldhash, seeded randomly per process (so entity values chosen by a sender cannot be
 /// precomputed to collide), several times faster than SipHash on these short keys.
 type FastHash = foldhash::fast::RandomState;
-use super::{lookup, lookup_whole};
 
 /// At most this many recorded events per entity and stream (the oldest go first).
 pub const MAX_EVENTS_PER_ENTITY: usize = 1024;
@@ -265,9 +265,9 @@ const ENTRY_OVERHEAD: usize = 600;
 const MIN_ALLOCATION: usize = 32;
 
 /// Approximate bytes an entity's history holds, for the cache's weigher: the record slots the
-/// history has allocated, each with a value string of the held records' mean size. A history
-/// is re-weighed when its allocation grows (`reweigh`), not on every event: between two
-/// growths the projection already counts the slots still empty.
+/// history has allocated, each with a value string of the held records' mean size. `process`
+/// re-inserts a history (so moka re-weighs it) only when its allocation grows, not on every
+/// event: between two growths the projection already counts the slots still empty.
 fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
     let (slots, held, values) = history
         .lock()
