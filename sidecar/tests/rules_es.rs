@@ -131,6 +131,15 @@ impl Indices {
         s.query.page_size = 7; // small pages exercise search_after and after_key paging
         s
     }
+    /// A rule's state document (`_source`); `None` when the rule never ran.
+    async fn rule_state(&self, es: &Es, id: &str) -> Option<Value> {
+        let path = format!("/{}/_doc/{id}", self.state());
+        match es.call("state", Method::Get, &path, &[], None).await {
+            Ok(v) => Some(v["_source"].clone()),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
     async fn delete(&self, es: &Es) {
         let _ = es
             .call(
@@ -358,18 +367,9 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
         (3, 0, None),
         "{r:?}"
     );
-    let state = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/{}", ix.state(), rule.id),
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(state["_source"]["checkpoint"], "2026-05-01T11:00:00.000Z");
-    assert_eq!(state["_source"]["status"], "ok");
+    let state = ix.rule_state(&es, &rule.id).await.expect("rule state");
+    assert_eq!(state["checkpoint"], "2026-05-01T11:00:00.000Z");
+    assert_eq!(state["status"], "ok");
     // Same tick again: not due.
     let r = a.run_rule_due(&rule, t("2026-05-01T11:03:00Z")).await;
     assert_eq!(r.skipped.as_deref(), Some("not due"));
@@ -380,18 +380,9 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
         (3, 9, 1),
         "{r:?}"
     );
-    let state = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/{}", ix.state(), rule.id),
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(state["_source"]["checkpoint"], "2026-05-01T12:00:00.000Z");
-    assert_eq!(state["_source"]["last_run"]["missed_windows"], 9);
+    let state = ix.rule_state(&es, &rule.id).await.expect("rule state");
+    assert_eq!(state["checkpoint"], "2026-05-01T12:00:00.000Z");
+    assert_eq!(state["last_run"]["missed_windows"], 9);
 
     // The 12:05 window overlaps the 12:00 one: the same attack is suppressed, not duplicated.
     let r = a.run_rule_due(&rule, t("2026-05-01T12:05:00Z")).await;
@@ -426,17 +417,7 @@ async fn scheduler_checkpoints_catch_up_and_replicas() {
     assert_eq!(race_alerts.len(), 1);
     // A live lease held by another replica blocks; an expired one is taken over.
     let id = "vigil-mfa-push-fatigue-race";
-    let mut st = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/{id}", ix.state()),
-            &[],
-            None,
-        )
-        .await
-        .unwrap()["_source"]
-        .clone();
+    let mut st = ix.rule_state(&es, id).await.expect("rule state");
     st["checkpoint"] = json!("2026-05-01T11:00:00.000Z");
     st["lease"] = json!({"owner": "replica-x", "until": "2026-05-01T12:30:00.000Z"});
     es.call(
@@ -492,17 +473,8 @@ async fn first_run_covers_the_catch_up_span_and_risk_sees_its_alerts() {
         alerts[0]["_source"]["vigil"]["alert"]["window"]["end"],
         "2026-05-01T12:00:00.000Z"
     );
-    let state = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/{}", ix.state(), rule.id),
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(state["_source"]["checkpoint"], "2026-05-01T12:20:00.000Z");
+    let state = ix.rule_state(&es, &rule.id).await.expect("rule state");
+    assert_eq!(state["checkpoint"], "2026-05-01T12:20:00.000Z");
     // The risk job is on a daily grid (due at 00:00) but scores alerts up to now.
     let scored = vigil::rules::risk::run_due(&engine, now).await.unwrap();
     assert_eq!(scored, Some(1));
@@ -544,20 +516,11 @@ async fn a_failing_rule_records_its_error_and_does_not_stop_the_others() {
         "{:?}",
         reports[1]
     );
-    let st = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/broken", ix.state()),
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(st["_source"]["status"], "error");
-    assert_eq!(st["_source"]["consecutive_failures"], 1);
+    let st = ix.rule_state(&es, "broken").await.expect("rule state");
+    assert_eq!(st["status"], "error");
+    assert_eq!(st["consecutive_failures"], 1);
     assert!(
-        st["_source"]["last_error"]["message"]
+        st["last_error"]["message"]
             .as_str()
             .unwrap()
             .contains("HTTP 400"),
@@ -568,17 +531,8 @@ async fn a_failing_rule_records_its_error_and_does_not_stop_the_others() {
     assert_eq!(r.skipped.as_deref(), Some("backing off after an error"));
     let r = engine.run_rule_due(&bad, t("2026-05-01T12:05:10Z")).await;
     assert!(r.error.is_some());
-    let st = es
-        .call(
-            "state",
-            Method::Get,
-            &format!("/{}/_doc/broken", ix.state()),
-            &[],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(st["_source"]["consecutive_failures"], 2);
+    let st = ix.rule_state(&es, "broken").await.expect("rule state");
+    assert_eq!(st["consecutive_failures"], 2);
     ix.delete(&es).await;
 }
 
@@ -644,19 +598,10 @@ async fn shutdown_lets_the_current_rule_run_finish_and_starts_no_other() {
     ));
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(engine.serve(std::time::Duration::from_secs(3600), rx));
-    let state_of = |id: &str| {
-        let (es, path) = (es.clone(), format!("/{}/_doc/{id}", ix.state()));
-        async move {
-            es.call("state", Method::Get, &path, &[], None)
-                .await
-                .ok()
-                .map(|v| v["_source"].clone())
-        }
-    };
     // Wait until the first rule is mid-run: claimed and some, not all, windows checkpointed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mid_run = loop {
-        if let Some(st) = state_of(&first.id).await {
+        if let Some(st) = ix.rule_state(&es, &first.id).await {
             if st["status"] == "running" && st["checkpoint"].is_string() {
                 break st;
             }
@@ -672,7 +617,7 @@ async fn shutdown_lets_the_current_rule_run_finish_and_starts_no_other() {
         .await
         .expect("serve returns after the current run")
         .unwrap();
-    let done = state_of(&first.id).await.unwrap();
+    let done = ix.rule_state(&es, &first.id).await.unwrap();
     assert_eq!(done["status"], "ok", "{done}");
     assert_eq!(done["last_run"]["windows"], 200, "{done}");
     assert_eq!(done["lease"]["owner"], "", "{done}");
@@ -681,7 +626,7 @@ async fn shutdown_lets_the_current_rule_run_finish_and_starts_no_other() {
         "windows after the signal ran: {mid_run} -> {done}"
     );
     assert_eq!(
-        state_of(&second.id).await,
+        ix.rule_state(&es, &second.id).await,
         None,
         "a rule started after the signal"
     );
