@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use crate::bulk::{Entry, ItemError, OpType};
@@ -36,14 +37,37 @@ pub struct Stats {
     pub rejected: usize,
 }
 
-/// One model's result for one document: the model name and the `{target, value}` to write.
-type ModelOutcome = (String, Result<Value, DocError>);
+/// One model's result for one document: the model name and, scored, the target field and the
+/// value to write there.
+type ModelOutcome<'a> = (&'a str, Result<(String, Value), DocError>);
+
+/// Documents per parallel scoring job: small enough that a bulk spreads over the pool's threads
+/// (several jobs per thread, so a busy thread does not hold up the rest), large enough that the
+/// batch kernels (tree evaluation, TreeSHAP) keep their per-batch efficiency.
+const MIN_JOB_DOCS: usize = 64;
+const JOBS_PER_THREAD: usize = 4;
 
 struct Failure {
     status: u16,
     kind: &'static str,
     reason: String,
     model: String,
+}
+
+/// One entry after normalising and routing.
+struct Routed<'a> {
+    entry: Entry,
+    doc: Option<Value>,
+    normalized: bool,
+    models: Vec<&'a str>,
+}
+
+/// One entry's contribution to the forwarded body and the answer.
+struct Assembled {
+    lines: Option<(Bytes, Option<Bytes>)>,
+    slot: Slot,
+    scored: bool,
+    failed: bool,
 }
 
 pub struct Scoring<'a> {
@@ -64,163 +88,250 @@ impl<'a> Scoring<'a> {
         }
     }
 
+    /// Routes, scores and re-serialises a bulk's entries. Every stage but the behavioural
+    /// state (which observes documents in event-time order) runs in parallel on the current
+    /// rayon pool, so one large bulk uses every idle scoring thread.
     pub fn rewrite(&self, entries: Vec<Entry>) -> Rewritten {
-        let mut out = Rewritten::default();
-        out.stats.items = entries.len();
-        // Parse the sources that may be scored; route them.
-        let mut docs: Vec<Option<Value>> = Vec::with_capacity(entries.len());
-        let mut normalized = vec![false; entries.len()];
-        let mut by_model: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let mut doc = match entry {
-                Entry::Item(item) if matches!(item.op, OpType::Index | OpType::Create) => item
-                    .source_line
-                    .as_ref()
-                    .and_then(|s| serde_json::from_slice::<Value>(s).ok()),
-                _ => None,
-            };
-            // Identity-provider events onto the ECS fields models and rules read. A recognised
-            // event missing its essentials is left as sent (and scored or not as it stands).
-            if let Some(d) = doc.as_mut() {
-                match crate::normalize::normalize(d) {
-                    Ok(crate::normalize::Source::Unchanged) => {}
-                    Ok(_) => normalized[i] = true,
-                    Err(e) => tracing::debug!(error = %e, "event not normalised"),
-                }
+        let items = entries.len();
+        let mut routed: Vec<Routed<'a>> = entries
+            .into_par_iter()
+            .map(|entry| self.route(entry))
+            .collect();
+
+        let mut by_model: BTreeMap<&'a str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in routed.iter().enumerate() {
+            for &model in &r.models {
+                by_model.entry(model).or_default().push(i);
             }
-            if let (Some(d), Entry::Item(item)) = (&doc, entry) {
-                for model in self.routes.models_for(&item.index, d) {
-                    by_model.entry(model.to_string()).or_default().push(i);
-                }
-            }
-            docs.push(doc);
         }
 
         // Behavioural features: every routed document is observed once, in event-time order,
         // for all the models that read it.
-        let bundles: Vec<_> = by_model
-            .keys()
-            .filter_map(|m| self.registry.get(m))
-            .collect();
-        let mut routed: Vec<usize> = by_model.values().flatten().copied().collect();
-        routed.sort_unstable();
-        routed.dedup();
-        let observed: Option<BTreeMap<usize, BehaviourValues>> = {
-            let refs: Vec<&Value> = routed
-                .iter()
-                .map(|&i| docs[i].as_ref().expect("routed documents parsed"))
+        let mut observed: Option<Vec<Option<BehaviourValues>>> = {
+            let bundles: Vec<_> = by_model
+                .keys()
+                .filter_map(|m| self.registry.get(m))
                 .collect();
+            let indices: Vec<usize> = (0..items)
+                .filter(|&i| !routed[i].models.is_empty())
+                .collect();
+            let refs: Vec<&Value> = indices.iter().map(|&i| routed[i].parsed()).collect();
             let bundle_refs: Vec<&crate::bundle::Bundle> =
                 bundles.iter().map(|b| b.as_ref()).collect();
-            self.registry
-                .observe(&refs, &bundle_refs)
-                .map(|values| routed.iter().copied().zip(values).collect())
+            self.registry.observe(&refs, &bundle_refs).map(|values| {
+                let mut by_doc: Vec<Option<BehaviourValues>> = vec![None; items];
+                for (i, v) in indices.into_iter().zip(values) {
+                    by_doc[i] = Some(v);
+                }
+                by_doc
+            })
         };
 
-        // Score each model's documents in one batch.
-        let mut results: BTreeMap<usize, Vec<ModelOutcome>> = BTreeMap::new();
+        // Each model's documents, scored in parallel jobs of consecutive documents.
+        let mut results: Vec<Vec<ModelOutcome<'a>>> = (0..items).map(|_| Vec::new()).collect();
         for (model, indices) in &by_model {
-            let outcome: Vec<Result<Value, DocError>> = match self.registry.get(model) {
-                None => indices
+            let context: Option<Vec<BehaviourValues>> = observed.as_mut().map(|o| {
+                indices
                     .iter()
-                    .map(|_| {
-                        Err(DocError::Model {
-                            model: model.clone(),
-                            reason: "no model with this name is loaded".into(),
-                        })
+                    .map(|&i| {
+                        // The last model (in name order) to read a document takes its
+                        // values; the others copy them.
+                        if routed[i].models.iter().max() == Some(model) {
+                            o[i].take().unwrap_or_default()
+                        } else {
+                            o[i].clone().unwrap_or_default()
+                        }
                     })
-                    .collect(),
-                Some(bundle) => {
-                    let refs: Vec<&Value> = indices
-                        .iter()
-                        .map(|&i| docs[i].as_ref().expect("routed documents parsed"))
-                        .collect();
-                    let context: Option<Vec<BehaviourValues>> = observed
-                        .as_ref()
-                        .map(|o| indices.iter().map(|i| o[i].clone()).collect());
-                    infer_with(&bundle, &refs, context.as_deref(), self.policy)
-                        .into_iter()
-                        .map(|r| r.map(|r| (bundle.target_field.clone(), r.to_json(&bundle))))
-                        .map(|r| r.map(|(target, value)| json!({"target": target, "value": value})))
-                        .collect()
-                }
-            };
+                    .collect()
+            });
+            let outcome = self.score(model, indices, &routed, context.as_deref());
             for (&i, r) in indices.iter().zip(outcome) {
-                results.entry(i).or_default().push((model.clone(), r));
+                results[i].push((model, r));
             }
         }
 
-        for (i, entry) in entries.into_iter().enumerate() {
-            let item = match entry {
-                Entry::Failed(e) => {
-                    out.slots.push(Slot::Local(e));
-                    continue;
-                }
-                Entry::Item(item) => item,
-            };
-            let mut source = item.source_line.clone();
-            if normalized[i] && !results.contains_key(&i) {
-                if let Some(doc) = &docs[i] {
-                    source = Some(Bytes::from(
-                        serde_json::to_vec(doc).expect("JSON values serialise"),
-                    ));
-                }
-            }
-            if let Some(outcomes) = results.remove(&i) {
-                let Some(Value::Object(mut doc)) = docs[i].take() else {
-                    unreachable!("scored documents are objects")
-                };
-                let mut failure: Option<Failure> = None;
-                for (model, outcome) in outcomes {
-                    let written = outcome.map_err(|e| doc_failure(&model, &e)).and_then(|v| {
-                        let target = v["target"].as_str().unwrap_or_default().to_string();
-                        write_at(&mut doc, &target, v["value"].clone()).map_err(|e| Failure {
-                            status: 400,
-                            kind: "document_parsing_exception",
-                            reason: e.to_string(),
-                            model: model.clone(),
-                        })
-                    });
-                    if let Err(f) = written {
-                        failure.get_or_insert(f);
-                    }
-                }
-                match failure {
-                    None => out.stats.scored += 1,
-                    Some(f) => {
-                        out.stats.scoring_failed += 1;
-                        if self.on_failure == ScoringFailure::Reject {
-                            out.stats.rejected += 1;
-                            out.slots.push(Slot::Local(ItemError {
-                                op: item.op.as_str(),
-                                index: Some(item.index),
-                                id: item.id,
-                                status: f.status,
-                                kind: f.kind,
-                                reason: f.reason,
-                            }));
-                            continue;
-                        }
-                        let marker = json!({"type": f.kind, "reason": f.reason, "model": f.model});
-                        // A document that cannot even take the marker is forwarded as sent.
-                        let _ = write_at(&mut doc, crate::fields::VIGIL_ERROR, marker);
-                    }
-                }
-                source = Some(Bytes::from(
-                    serde_json::to_vec(&Value::Object(doc)).expect("JSON values serialise"),
-                ));
-            }
-            out.chunks.push(item.action_line);
-            out.chunks.push(Bytes::from_static(b"\n"));
-            if let Some(s) = source {
-                out.chunks.push(s);
+        let assembled: Vec<Assembled> = std::mem::take(&mut routed)
+            .into_par_iter()
+            .zip(results.into_par_iter())
+            .map(|(r, outcomes)| self.assemble(r, outcomes))
+            .collect();
+
+        let mut out = Rewritten::default();
+        out.stats.items = items;
+        out.chunks.reserve(assembled.len() * 4);
+        for a in assembled {
+            out.stats.scored += usize::from(a.scored);
+            out.stats.scoring_failed += usize::from(a.failed);
+            if let Some((action, source)) = a.lines {
+                out.chunks.push(action);
                 out.chunks.push(Bytes::from_static(b"\n"));
+                if let Some(s) = source {
+                    out.chunks.push(s);
+                    out.chunks.push(Bytes::from_static(b"\n"));
+                }
+                out.stats.forwarded += 1;
+            } else if a.failed {
+                out.stats.rejected += 1;
             }
-            out.slots.push(Slot::Forwarded);
-            out.stats.forwarded += 1;
+            out.slots.push(a.slot);
         }
         out
     }
+
+    /// Normalises an index/create document and finds the models that score it.
+    fn route(&self, mut entry: Entry) -> Routed<'a> {
+        let mut doc = match &mut entry {
+            Entry::Item(item) if matches!(item.op, OpType::Index | OpType::Create) => {
+                item.source.take()
+            }
+            _ => None,
+        };
+        // Identity-provider events onto the ECS fields models and rules read. A recognised event
+        // missing its essentials is left as sent (and scored or not as it stands).
+        let mut normalized = false;
+        if let Some(d) = doc.as_mut() {
+            match crate::normalize::normalize(d) {
+                Ok(crate::normalize::Source::Unchanged) => {}
+                Ok(_) => normalized = true,
+                Err(e) => tracing::debug!(error = %e, "event not normalised"),
+            }
+        }
+        let models = match (&doc, &entry) {
+            (Some(d), Entry::Item(item)) => self.routes.models_for(&item.index, d),
+            _ => Vec::new(),
+        };
+        Routed {
+            entry,
+            doc,
+            normalized,
+            models,
+        }
+    }
+
+    /// One model's results for the documents at `indices`, in their order.
+    fn score(
+        &self,
+        model: &str,
+        indices: &[usize],
+        routed: &[Routed<'a>],
+        context: Option<&[BehaviourValues]>,
+    ) -> Vec<Result<(String, Value), DocError>> {
+        let Some(bundle) = self.registry.get(model) else {
+            return indices
+                .iter()
+                .map(|_| {
+                    Err(DocError::Model {
+                        model: model.to_string(),
+                        reason: "no model with this name is loaded".into(),
+                    })
+                })
+                .collect();
+        };
+        let job = indices
+            .len()
+            .div_ceil(rayon::current_num_threads() * JOBS_PER_THREAD)
+            .max(MIN_JOB_DOCS);
+        let jobs: Vec<(usize, &[usize])> = indices
+            .chunks(job)
+            .enumerate()
+            .map(|(n, chunk)| (n * job, chunk))
+            .collect();
+        jobs.into_par_iter()
+            .flat_map_iter(|(offset, chunk)| {
+                let refs: Vec<&Value> = chunk.iter().map(|&i| routed[i].parsed()).collect();
+                let behaviour = context.map(|c| &c[offset..offset + chunk.len()]);
+                infer_with(&bundle, &refs, behaviour, self.policy)
+                    .into_iter()
+                    .map(|r| r.map(|r| (bundle.target_field.clone(), r.to_json(&bundle))))
+            })
+            .collect()
+    }
+
+    /// The lines to forward for one entry (results written in), or its failure in place.
+    fn assemble(&self, routed: Routed<'a>, outcomes: Vec<ModelOutcome<'a>>) -> Assembled {
+        let Routed {
+            entry,
+            doc,
+            normalized,
+            ..
+        } = routed;
+        let item = match entry {
+            Entry::Failed(e) => {
+                return Assembled {
+                    lines: None,
+                    slot: Slot::Local(e),
+                    scored: false,
+                    failed: false,
+                }
+            }
+            Entry::Item(item) => item,
+        };
+        let forwarded = |source: Option<Bytes>, scored: bool, failed: bool| Assembled {
+            lines: Some((item.action_line.clone(), source)),
+            slot: Slot::Forwarded,
+            scored,
+            failed,
+        };
+        if outcomes.is_empty() {
+            let source = match (normalized, &doc) {
+                (true, Some(d)) => Some(serialise(d)),
+                _ => item.source_line.clone(),
+            };
+            return forwarded(source, false, false);
+        }
+        let Some(Value::Object(mut doc)) = doc else {
+            unreachable!("scored documents are objects")
+        };
+        let mut failure: Option<Failure> = None;
+        for (model, outcome) in outcomes {
+            let written =
+                outcome
+                    .map_err(|e| doc_failure(model, &e))
+                    .and_then(|(target, value)| {
+                        write_at(&mut doc, &target, value).map_err(|e| Failure {
+                            status: 400,
+                            kind: "document_parsing_exception",
+                            reason: e.to_string(),
+                            model: model.to_string(),
+                        })
+                    });
+            if let Err(f) = written {
+                failure.get_or_insert(f);
+            }
+        }
+        let Some(f) = failure else {
+            return forwarded(Some(serialise(&Value::Object(doc))), true, false);
+        };
+        if self.on_failure == ScoringFailure::Reject {
+            return Assembled {
+                lines: None,
+                slot: Slot::Local(ItemError {
+                    op: item.op.as_str(),
+                    index: Some(item.index),
+                    id: item.id,
+                    status: f.status,
+                    kind: f.kind,
+                    reason: f.reason,
+                }),
+                scored: false,
+                failed: true,
+            };
+        }
+        let marker = json!({"type": f.kind, "reason": f.reason, "model": f.model});
+        // A document that cannot even take the marker is forwarded as sent.
+        let _ = write_at(&mut doc, crate::fields::VIGIL_ERROR, marker);
+        forwarded(Some(serialise(&Value::Object(doc))), false, true)
+    }
+}
+
+impl Routed<'_> {
+    fn parsed(&self) -> &Value {
+        self.doc.as_ref().expect("routed documents are parsed")
+    }
+}
+
+fn serialise(doc: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(doc).expect("JSON values serialise"))
 }
 
 fn doc_failure(model: &str, e: &DocError) -> Failure {

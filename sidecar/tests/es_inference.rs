@@ -261,12 +261,8 @@ async fn overload_answers_429_with_retry_after() {
     registry.reload();
     // Every scoring thread busy: no permit will come.
     let state = vigil::http::AppState {
-        registry,
-        config: Arc::new(config),
         cpu: Arc::new(tokio::sync::Semaphore::new(0)),
-        upstream: None,
-        es_probe: None,
-        metrics: None,
+        ..vigil::http::AppState::new(registry, Arc::new(config), None)
     };
     let request = axum::http::Request::post("/_vigil/es/inference")
         .header("content-type", "application/json")

@@ -106,15 +106,14 @@ pub async fn es_inference(
         })?
         .map_err(|_| ApiError::overloaded("scoring pool is shut down"))?;
     let policy = state.config.scoring.explain;
-    let outcome = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let result = infer(&bundle, &[&doc], policy)
-            .pop()
-            .expect("one result per document");
-        result.map(|r| r.to_json(&bundle))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("scoring task failed: {e}")))?;
+    let outcome = state
+        .run_permitted(permit, move || {
+            let result = infer(&bundle, &[&doc], policy)
+                .pop()
+                .expect("one result per document");
+            result.map(|r| r.to_json(&bundle))
+        })
+        .await?;
     match outcome {
         Ok(result) => Ok(Json(json!({"result": result.to_string()}))),
         Err(e) => Err(ApiError::new(

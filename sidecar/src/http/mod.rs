@@ -2,8 +2,8 @@
 //! administration. [`router`] builds it from an [`AppState`]; tests call it directly.
 //!
 //! Layers, outermost first: authentication → overload guard (429 past the in-flight limit) →
-//! handler. Scoring runs on blocking threads, at most `scoring.threads` at once, so the async
-//! workers never stall on CPU work.
+//! handler. Scoring runs on a pool of `scoring.threads` threads (rayon), so the async workers
+//! never stall on CPU work; a large request's documents are split over the pool's idle threads.
 
 pub mod auth;
 pub mod bulk;
@@ -30,8 +30,12 @@ pub use error::ApiError;
 pub struct AppState {
     pub registry: Arc<ModelRegistry>,
     pub config: Arc<Config>,
-    /// Permits for CPU-bound scoring jobs.
+    /// Permits for CPU-bound scoring jobs (one per pool thread, so jobs wait here, in order,
+    /// rather than in the pool's queue).
     pub cpu: Arc<Semaphore>,
+    /// The threads scoring runs on; the parallel stages inside a job (`bulk::parse`,
+    /// `rewrite`) share them.
+    pub pool: Arc<rayon::ThreadPool>,
     /// Elasticsearch behind the drop-in endpoint.
     pub upstream: Option<Arc<crate::forward::Upstream>>,
     /// Readiness's view of Elasticsearch (`None`: readiness looks at the models only).
@@ -48,6 +52,13 @@ impl AppState {
     ) -> Self {
         AppState {
             cpu: Arc::new(Semaphore::new(config.scoring.threads)),
+            pool: Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.scoring.threads)
+                    .thread_name(|i| format!("vigil-score-{i}"))
+                    .build()
+                    .expect("scoring threads start"),
+            ),
             registry,
             config,
             upstream,
@@ -56,21 +67,54 @@ impl AppState {
         }
     }
 
-    /// Runs CPU-bound work on a blocking thread once a scoring permit is free.
+    /// Runs CPU-bound work on the scoring pool once a permit is free. A panic in the work is
+    /// the caller's 500, not the process's end.
     pub async fn on_cpu<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
+        let permit = self
             .cpu
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ApiError::internal("scoring pool is shut down"))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ApiError::internal(format!("scoring task failed: {e}")))
+        self.run_permitted(permit, work).await
     }
+
+    /// Runs CPU-bound work on the scoring pool with a permit already taken (held until the
+    /// work is done).
+    pub async fn run_permitted<T: Send + 'static>(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let _permit = permit;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            // The caller may have gone (client disconnected): nothing to tell then.
+            let _ = done.send(outcome);
+        });
+        match result.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(panic)) => Err(ApiError::internal(format!(
+                "scoring task failed: {}",
+                panic_message(&*panic)
+            ))),
+            Err(_) => Err(ApiError::internal(
+                "scoring task failed: its thread stopped",
+            )),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panic")
 }
 
 pub fn router(state: AppState) -> Router {
