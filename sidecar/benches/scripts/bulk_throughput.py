@@ -20,7 +20,10 @@ Elasticsearch with refresh and every document must come back with `ml.inference.
 Throughput: wrk, 1 thread, 8 connections, --seconds per case after a warm-up, medians over
 --rounds; the index is deleted after every Elasticsearch case. Latency added by Vigil: one
 connection (requests one after another, so no queueing in either path), p50/p99 through Vigil to
-Elasticsearch against direct, same rounds.
+Elasticsearch against direct, same rounds. A third latency case sends the documents as Vigil
+enriched them (read back from the check bulk) straight to Elasticsearch: it splits the added
+latency into Elasticsearch storing the results (larger documents, which its own inference
+processor would store too) and Vigil's own time.
 
 Nothing is pinned: Elasticsearch, Vigil, null_es and wrk share the 2 cores, as they would on one
 machine. The CPU each process used during a case is printed so a saturated one is visible.
@@ -125,6 +128,13 @@ def main() -> int:
         log(f"[bench] check: {scored['count']} of {args.docs} documents indexed through Vigil carry ml.inference.login-risk")
         if scored["count"] != args.docs:
             raise SystemExit("documents were not scored; not benchmarking")
+        hits = es("POST", f"{esu}/{check}/_search",
+                  json.dumps({"size": args.docs, "query": {"match_all": {}}}).encode())["hits"]["hits"]
+        action = json.dumps({"index": {"_index": INDEX}})
+        enriched = ("\n".join(f"{action}\n{json.dumps(h['_source'], separators=(',', ':'))}" for h in hits)
+                    + "\n").encode()
+        _, enriched_lua = write_lua(enriched, "application/x-ndjson", check_substring='"errors":true')
+        log(f"[bench] enriched body {len(enriched)} bytes (plain {len(body)})")
         es("DELETE", f"{esu}/{check}")
         es("DELETE", f"{esu}/{INDEX}")
 
@@ -133,7 +143,7 @@ def main() -> int:
                  ("es_direct", f"{esu}/_bulk", None, []),
                  ("vigil_es", f"http://127.0.0.1:{args.vigil_es_port}/_bulk", ve, [ve])]
         runs: dict[str, list] = {c[0]: [] for c in cases}
-        lat: dict[str, list] = {"es_direct": [], "vigil_es": []}
+        lat: dict[str, list] = {"es_direct": [], "vigil_es": [], "es_enriched": []}
         for rnd in range(args.rounds):
             for name, url, srv, procs in cases:
                 pids = [p.proc.pid for p in procs] + ([pid] if pid and name != "vigil_null" else [])
@@ -150,9 +160,10 @@ def main() -> int:
                     f"{res['wrk_cpu']:.2f}, load {res['load']:.2f}")
                 if name != "vigil_null":
                     es("DELETE", f"{esu}/{INDEX}")
-            for name, url, srv, _ in cases[1:]:
-                run_wrk(url, lua, 2, 1, server=srv, allow_bad=True)
-                res = run_wrk(url, lua, args.latency_seconds, 1, server=srv, allow_bad=True)
+            for name, url, srv, script in [(n, u, s, lua) for n, u, s, _ in cases[1:]] + [
+                    ("es_enriched", f"{esu}/_bulk", None, enriched_lua)]:
+                run_wrk(url, script, 2, 1, server=srv, allow_bad=True)
+                res = run_wrk(url, script, args.latency_seconds, 1, server=srv, allow_bad=True)
                 lat[name].append(res)
                 log(f"[bench] round {rnd + 1} latency {name}, 1 connection: p50 {res['p50_ms']:.1f} ms, "
                     f"p99 {res['p99_ms']:.1f} ms ({res['rps'] * args.docs:,.0f} docs/s)")
@@ -171,6 +182,9 @@ def main() -> int:
     through = sorted(a["docs_s"] / b["docs_s"] for a, b in zip(runs["vigil_es"], runs["es_direct"]))
     added = sorted((a["p50_ms"] - b["p50_ms"]) / b["p50_ms"] for a, b in zip(lat["vigil_es"], lat["es_direct"]))
     added99 = sorted((a["p99_ms"] - b["p99_ms"]) / b["p99_ms"] for a, b in zip(lat["vigil_es"], lat["es_direct"]))
+    storing = sorted((a["p50_ms"] - b["p50_ms"]) / b["p50_ms"] for a, b in zip(lat["es_enriched"], lat["es_direct"]))
+    own = sorted((a["p50_ms"] - b["p50_ms"]) / c["p50_ms"]
+                 for a, b, c in zip(lat["vigil_es"], lat["es_enriched"], lat["es_direct"]))
     mid = len(ceiling) // 2
 
     print(f"_bulk, {args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
@@ -188,10 +202,16 @@ def main() -> int:
           f"{mlat['es_direct']['p50_ms']:.1f} | {mlat['es_direct']['p99_ms']:.1f} | {mlat['es_direct']['bad']:.0f} |")
     print(f"| latency, 1 connection: through Vigil to Elasticsearch | {mlat['vigil_es']['rps'] * args.docs:,.0f} | "
           f"{mlat['vigil_es']['p50_ms']:.1f} | {mlat['vigil_es']['p99_ms']:.1f} | {mlat['vigil_es']['bad']:.0f} |")
+    print(f"| latency, 1 connection: enriched documents straight to Elasticsearch | "
+          f"{mlat['es_enriched']['rps'] * args.docs:,.0f} | {mlat['es_enriched']['p50_ms']:.1f} | "
+          f"{mlat['es_enriched']['p99_ms']:.1f} | {mlat['es_enriched']['bad']:.0f} |")
     print(f"Vigil's ceiling / Elasticsearch direct: {ceiling[mid]:.1f}x (per round {', '.join(f'{x:.1f}' for x in ceiling)})")
     print(f"through Vigil to Elasticsearch / direct: {through[mid]:.2f}x (per round {', '.join(f'{x:.2f}' for x in through)})")
     print(f"latency Vigil adds, 1 connection, p50: {added[mid] * 100:+.1f}% of direct (per round "
           f"{', '.join(f'{x * 100:+.1f}%' for x in added)}); p99: {added99[mid] * 100:+.1f}%")
+    print(f"  of which Elasticsearch storing the results (enriched straight vs plain straight): "
+          f"{storing[mid] * 100:+.1f}%; Vigil's own time (through Vigil vs enriched straight): "
+          f"{own[mid] * 100:+.1f}% of direct")
     if args.json:
         print(json.dumps({"runs": runs, "latency": lat}, indent=2))
     return 0

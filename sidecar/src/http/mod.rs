@@ -202,3 +202,38 @@ async fn discard_body(body: axum::body::Body, limit: usize) -> bool {
         .await
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> AppState {
+        let config = Config::load(None, &crate::config::Overrides::default()).expect("defaults");
+        AppState::new(Arc::new(ModelRegistry::new(vec![])), Arc::new(config), None)
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_pool_is_a_500_and_the_pool_keeps_serving() {
+        let state = state();
+        let failed = state
+            .on_cpu(|| -> usize { panic!("boom in a scoring job") })
+            .await
+            .expect_err("a panic is an error");
+        assert_eq!(failed.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            failed.reason.contains("boom in a scoring job"),
+            "{failed:?}"
+        );
+        // The permit came back and the threads still run jobs, nested parallel ones too.
+        for _ in 0..=state.config.scoring.threads {
+            let sum = state
+                .on_cpu(|| {
+                    use rayon::prelude::*;
+                    (0..1000u64).into_par_iter().sum::<u64>()
+                })
+                .await
+                .expect("served");
+            assert_eq!(sum, 499_500);
+        }
+    }
+}

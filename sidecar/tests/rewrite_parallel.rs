@@ -1,0 +1,107 @@
+//! A bulk's scoring is split into jobs over the scoring pool's threads (`rewrite.rs`). Spread
+//! over several threads, with a different job size, it must forward exactly the body one thread
+//! forwards: every document's results (scores, explanations, behavioural features, which depend
+//! on the events before it) in its own place, failed items where they were.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use vigil::bundle::ModelRegistry;
+use vigil::config::{Config, Overrides};
+use vigil::rewrite::{Scoring, Stats};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+fn lines(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("models/samples").join(name)).expect("sample");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Authentication events (login-risk, with behavioural state) and URLs (url-phishing)
+/// interleaved, with a malformed source, a delete and an update among them.
+fn body() -> Bytes {
+    let (auth, urls) = (lines("auth-events.ndjson"), lines("urls.ndjson"));
+    let mut out = String::new();
+    for (i, event) in auth.iter().enumerate() {
+        out.push_str("{\"index\":{\"_index\":\"logs-auth\"}}\n");
+        out.push_str(event);
+        out.push('\n');
+        if i % 3 == 0 {
+            out.push_str("{\"create\":{\"_index\":\"logs-url\"}}\n");
+            out.push_str(&urls[i % urls.len()]);
+            out.push('\n');
+        }
+        match i {
+            100 => out.push_str("{\"index\":{\"_index\":\"logs-auth\"}}\n{\"not\": json\n"),
+            200 => out.push_str("{\"delete\":{\"_index\":\"logs-auth\",\"_id\":\"1\"}}\n"),
+            300 => out.push_str(
+                "{\"update\":{\"_index\":\"logs-auth\",\"_id\":\"1\"}}\n{\"doc\":{\"a\":1}}\n",
+            ),
+            _ => {}
+        }
+    }
+    Bytes::from(out)
+}
+
+/// The forwarded body, the answer slots and the counts, rewritten on a pool of `threads`, with a
+/// fresh registry (so the behavioural state starts empty).
+fn rewrite_on(threads: usize, body: &Bytes) -> (Vec<u8>, String, Stats) {
+    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
+    let registry = ModelRegistry::new(vec![repo().join("models")]);
+    let report = registry.reload();
+    assert!(
+        registry.get("login-risk").is_some() && registry.get("url-phishing").is_some(),
+        "the shipped models load: {report:?}"
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    let out = pool.install(|| {
+        Scoring::configured(&registry, &config)
+            .rewrite(vigil::bulk::parse(body, None).expect("bulk frames"))
+    });
+    (out.chunks.concat(), format!("{:?}", out.slots), out.stats)
+}
+
+#[test]
+fn several_threads_forward_exactly_what_one_thread_forwards() {
+    let body = body();
+    let (one, one_slots, one_stats) = rewrite_on(1, &body);
+    let (four, four_slots, four_stats) = rewrite_on(4, &body);
+    // The bulk is large enough to be split into several jobs per model either way.
+    assert!(one_stats.scored > 1_500, "{one_stats:?}");
+    assert_eq!(one_stats.items, one_stats.forwarded + 1, "{one_stats:?}");
+    assert_eq!(one_stats, four_stats);
+    assert_eq!(one_slots, four_slots);
+    assert!(
+        one == four,
+        "the bodies differ from byte {}",
+        one.iter().zip(&four).take_while(|(a, b)| a == b).count()
+    );
+    // And the results are the models' own: both routes scored, behaviour included.
+    let text = String::from_utf8(one).expect("UTF-8");
+    assert!(text.contains("\"ml\":{\"inference\":{\"login-risk\""));
+    assert!(text.contains("\"ml\":{\"inference\":{\"url-phishing\""));
+    let behavioural = [
+        "hours_since_last_success",
+        "events_1h",
+        "failures_1h",
+        "successes_from_ip_for_user_30d",
+        "country_successes_for_user_30d",
+    ];
+    assert!(
+        behavioural
+            .iter()
+            .any(|f| text.contains(&format!("\"feature_name\":\"{f}\""))),
+        "behavioural features are among the explained ones"
+    );
+}
