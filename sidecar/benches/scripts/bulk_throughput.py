@@ -25,6 +25,10 @@ enriched them (read back from the check bulk) straight to Elasticsearch: it spli
 latency into Elasticsearch storing the results (larger documents, which its own inference
 processor would store too) and Vigil's own time.
 
+--mapped: first install Vigil's templates (`vigil setup`) and write to `vigil-events-bench`, which
+they map (ECS fields as keywords, `ml.inference.*` typed), as a deployment would; without it the
+index is dynamically mapped (every string as text plus keyword) in both paths.
+
 Nothing is pinned: Elasticsearch, Vigil, null_es and wrk share the 2 cores, as they would on one
 machine. The CPU each process used during a case is printed so a saturated one is visible.
 """
@@ -33,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -90,12 +96,20 @@ def main() -> int:
     ap.add_argument("--vigil-null-port", type=int, default=9282)
     ap.add_argument("--vigil-es-port", type=int, default=9283)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--mapped", action="store_true",
+                    help="install Vigil's templates and index into vigil-events-bench")
     args = ap.parse_args()
+    global INDEX
+    if args.mapped:
+        INDEX = "vigil-events-bench"
 
     esu = args.es_url.rstrip("/")
     # `GET /` needs the rest-root module, which the integ-test-zip lacks (tests/README.md).
     nodes = es("GET", esu + "/_nodes/_local?filter_path=nodes.*.version")
     version = next(iter(nodes["nodes"].values()))["version"]
+    if args.mapped:
+        subprocess.run([str(vigil_binary()), "setup", "--root", str(REPO)], check=True,
+                       env={**os.environ, "VIGIL_ES_URL": esu, "VIGIL_LOG": "warn"})
     body = bulk_body(args.docs)
     _, lua = write_lua(body, "application/x-ndjson", check_substring='"errors":true')
     log(f"[bench] Elasticsearch {version} at {esu}; bulk body {len(body)} bytes, {args.docs} docs; "
@@ -187,7 +201,8 @@ def main() -> int:
                  for a, b, c in zip(lat["vigil_es"], lat["es_enriched"], lat["es_direct"]))
     mid = len(ceiling) // 2
 
-    print(f"_bulk, {args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
+    print(f"_bulk into {INDEX} ({'Vigil templates' if args.mapped else 'dynamic mapping'}), "
+          f"{args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
           f"-c{args.connections} -d{args.seconds:g}s after {args.warmup:g} s warm-up, medians of {args.rounds} "
           f"rounds, nothing pinned, Elasticsearch {version}, load after: {loadavg()}")
     print(f"| case | docs/s | p50 ms | p99 ms | bulks with errors (median) |")
