@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -149,6 +150,16 @@ impl BehaviourFeature {
     }
 }
 
+/// One document's event on one stream, waiting to be judged and recorded.
+struct Event {
+    doc: usize,
+    at: i64,
+    value: Option<String>,
+    location: Option<(f64, f64)>,
+    key: u64,
+    records: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Record {
     at: i64,
@@ -229,10 +240,6 @@ impl Skipped {
 }
 
 type History = Arc<Mutex<Vec<Record>>>;
-
-/// A stream's history and entity with this document's value and location, when the event is
-/// usable.
-type Usable = (History, String, Option<String>, u64, Option<(f64, f64)>);
 
 /// The entity state shared by every request.
 pub struct BehaviourState {
@@ -352,6 +359,10 @@ impl BehaviourState {
 
     /// Computes `features` for `docs` (NaN = missing) and records the documents' events.
     /// Returns one map per document, feature id → value.
+    ///
+    /// A document's features on a stream read only that stream's history for its entity, so the
+    /// (stream, entity) histories are replayed in parallel on the current rayon pool, each in
+    /// event-time order: the values are those of one pass over the documents in time order.
     pub fn process(
         &self,
         docs: &[&Value],
@@ -375,6 +386,15 @@ impl BehaviourState {
                 streams.push(f);
             }
         }
+        // Each stream's features, as indices into `distinct`.
+        let read_by: Vec<Vec<usize>> = streams
+            .iter()
+            .map(|s| {
+                (0..distinct.len())
+                    .filter(|&k| distinct[k].stream == s.stream)
+                    .collect()
+            })
+            .collect();
         let times: Vec<Option<i64>> = docs
             .iter()
             .map(|d| {
@@ -386,108 +406,169 @@ impl BehaviourState {
         let mut order: Vec<usize> = (0..docs.len()).collect();
         order.sort_by_key(|&i| times[i].unwrap_or(i64::MIN));
         let now_ms = now.timestamp_millis();
-        for i in order {
-            let doc = docs[i];
-            let Some(at) = times[i] else {
-                self.skipped.count(SkipReason::NoTimestamp);
-                for f in &distinct {
-                    values[i].insert(f.id.clone(), f32::NAN);
-                }
-                continue;
-            };
-            if at > now_ms + MAX_FUTURE_SKEW_MS {
-                self.skipped.count(SkipReason::ClockSkew);
-                for f in &distinct {
-                    values[i].insert(f.id.clone(), f32::NAN);
-                }
-                continue;
-            }
-            // Per stream: find the history, decide whether this event is usable.
-            let mut usable: HashMap<&str, Usable, FastHash> = HashMap::default();
-            for s in &streams {
-                let Some(entity) = lookup(doc, &s.entity).map(text) else {
-                    self.skipped.count(SkipReason::NoEntity);
-                    continue;
-                };
-                let (value, location) = s.event_of(doc);
-                if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
-                    self.skipped.count(SkipReason::BadLocation);
-                }
-                // An entity gets an entry once it has something to record: documents the
-                // stream does not record (a success for a failures stream) read an empty history.
-                let key = (s.stream.clone(), entity.clone());
-                self.lookups.fetch_add(1, Ordering::Relaxed);
-                let history = match self.histories.get(&key) {
-                    Some(h) => h,
-                    None if s.records(doc) => self.histories.get_with(key, || {
-                        self.misses.fetch_add(1, Ordering::Relaxed);
-                        Arc::new(Mutex::new(Vec::new()))
-                    }),
-                    None => {
-                        self.misses.fetch_add(1, Ordering::Relaxed);
-                        Arc::new(Mutex::new(Vec::new()))
-                    }
-                };
-                let state = history.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(newest) = state.last() {
-                    if newest.at - at > MAX_LATENESS_MS {
-                        self.skipped.count(SkipReason::TooLate);
-                        continue;
-                    }
-                }
-                let key = self.key_of(value.as_deref());
-                if holds(&state, at, key, &value) {
-                    self.skipped.count(SkipReason::Duplicate);
-                    continue;
-                }
-                drop(state);
-                usable.insert(&s.stream, (history, entity, value, key, location));
-            }
-            // Compute, then record.
+
+        // Each document's event on each stream (read in parallel), then grouped by (stream,
+        // entity) keeping the time order.
+        let events: Vec<Vec<(usize, String, Event)>> = order
+            .par_iter()
+            .map(|&i| self.events_of(i, docs[i], times[i], now_ms, &streams))
+            .collect();
+        let mut groups: HashMap<(usize, String), Vec<Event>, FastHash> = HashMap::default();
+        for (stream, entity, event) in events.into_iter().flatten() {
+            groups.entry((stream, entity)).or_default().push(event);
+        }
+        let computed: Vec<(usize, usize, f32)> = groups
+            .into_iter()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .flat_map_iter(|((stream, entity), events)| {
+                self.replay(streams[stream], entity, events, &read_by[stream], &distinct)
+            })
+            .collect();
+        for (doc, feature, value) in computed {
+            values[doc].insert(distinct[feature].id.clone(), value);
+        }
+        // Whatever a document did not get (no timestamp, no entity, too late, a duplicate) is
+        // missing.
+        for v in &mut values {
             for f in &distinct {
-                let v = match usable.get(&*f.stream) {
-                    Some((history, _, value, key, location)) => {
-                        let h = history.lock().unwrap_or_else(|e| e.into_inner());
-                        compute(f, &h, at, value.as_deref(), *key, *location)
-                    }
-                    None => f32::NAN,
-                };
-                values[i].insert(f.id.clone(), v);
-            }
-            for s in &streams {
-                let Some((history, entity, value, key, location)) = usable.remove(&*s.stream)
-                else {
-                    continue;
-                };
-                if !s.records(doc) {
-                    continue;
-                }
-                let grew = {
-                    let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
-                    let slots = h.capacity();
-                    let pos = h.partition_point(|r| r.at <= at);
-                    h.insert(
-                        pos,
-                        Record {
-                            at,
-                            value,
-                            location,
-                            key,
-                        },
-                    );
-                    if h.len() > MAX_EVENTS_PER_ENTITY {
-                        let excess = h.len() - MAX_EVENTS_PER_ENTITY;
-                        h.drain(..excess);
-                    }
-                    h.capacity() != slots
-                };
-                if grew {
-                    // Re-insert so the weigher sees the new size.
-                    self.histories.insert((s.stream.clone(), entity), history);
-                }
+                v.entry(f.id.clone()).or_insert(f32::NAN);
             }
         }
         values
+    }
+
+    /// Document `i`'s event on each stream it can be judged on: (stream, entity, event).
+    fn events_of(
+        &self,
+        i: usize,
+        doc: &Value,
+        at: Option<i64>,
+        now_ms: i64,
+        streams: &[&Arc<BehaviourFeature>],
+    ) -> Vec<(usize, String, Event)> {
+        let Some(at) = at else {
+            self.skipped.count(SkipReason::NoTimestamp);
+            return Vec::new();
+        };
+        if at > now_ms + MAX_FUTURE_SKEW_MS {
+            self.skipped.count(SkipReason::ClockSkew);
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(streams.len());
+        for (k, s) in streams.iter().enumerate() {
+            let Some(entity) = lookup(doc, &s.entity).map(text) else {
+                self.skipped.count(SkipReason::NoEntity);
+                continue;
+            };
+            let (value, location) = s.event_of(doc);
+            if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
+                self.skipped.count(SkipReason::BadLocation);
+            }
+            let key = self.key_of(value.as_deref());
+            let event = Event {
+                doc: i,
+                at,
+                value,
+                location,
+                key,
+                records: s.records(doc),
+            };
+            out.push((k, entity, event));
+        }
+        out
+    }
+
+    /// One (stream, entity) history's events of a batch, in time order: each judged against
+    /// the history before it (features `read`, as indices into `distinct`), then recorded.
+    /// Returns (document, feature, value).
+    fn replay(
+        &self,
+        stream: &BehaviourFeature,
+        entity: String,
+        events: Vec<Event>,
+        read: &[usize],
+        distinct: &[&Arc<BehaviourFeature>],
+    ) -> Vec<(usize, usize, f32)> {
+        let key = (stream.stream.clone(), entity);
+        let mut history: Option<History> = None;
+        let mut out = Vec::with_capacity(events.len() * read.len());
+        for e in events {
+            self.lookups.fetch_add(1, Ordering::Relaxed);
+            if history.is_none() {
+                history = self.histories.get(&key);
+            }
+            // An entity gets an entry once it has something to record: events the stream does
+            // not record (a success for a failures stream) read an empty history.
+            if history.is_none() && e.records {
+                history = Some(self.histories.get_with(key.clone(), || {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    Arc::new(Mutex::new(Vec::new()))
+                }));
+            }
+            let Some(h) = &history else {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                for &f in read {
+                    let v = compute(
+                        distinct[f],
+                        &[],
+                        e.at,
+                        e.value.as_deref(),
+                        e.key,
+                        e.location,
+                    );
+                    out.push((e.doc, f, v));
+                }
+                continue;
+            };
+            let mut state = h.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(newest) = state.last() {
+                if newest.at - e.at > MAX_LATENESS_MS {
+                    self.skipped.count(SkipReason::TooLate);
+                    continue;
+                }
+            }
+            if holds(&state, e.at, e.key, &e.value) {
+                self.skipped.count(SkipReason::Duplicate);
+                continue;
+            }
+            for &f in read {
+                let v = compute(
+                    distinct[f],
+                    &state,
+                    e.at,
+                    e.value.as_deref(),
+                    e.key,
+                    e.location,
+                );
+                out.push((e.doc, f, v));
+            }
+            if !e.records {
+                continue;
+            }
+            let slots = state.capacity();
+            let pos = state.partition_point(|r| r.at <= e.at);
+            state.insert(
+                pos,
+                Record {
+                    at: e.at,
+                    value: e.value,
+                    location: e.location,
+                    key: e.key,
+                },
+            );
+            if state.len() > MAX_EVENTS_PER_ENTITY {
+                let excess = state.len() - MAX_EVENTS_PER_ENTITY;
+                state.drain(..excess);
+            }
+            let grew = state.capacity() != slots;
+            drop(state);
+            if grew {
+                // Re-insert so the weigher sees the new size.
+                self.histories.insert(key.clone(), h.clone());
+            }
+        }
+        out
     }
 }
 
@@ -1017,10 +1098,17 @@ mod tests {
             json!({"@timestamp": at(600), "user": {"name": "b"}, "source": {"geo": {"location": {"lat": 91.0, "lon": 0.0}}}}),
         ];
         let refs: Vec<&Value> = docs.iter().collect();
-        metrics::with_local_recorder(&recorder, || {
-            state.process(&refs, &[count.clone(), speed.clone()], now());
-            let late = json!({"@timestamp": at(100), "user": {"name": "a"}});
-            state.process(&[&late], &[count.clone(), speed.clone()], now());
+        // The recorder is thread-local: run the (parallel) state on one pool thread, inside it.
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one_thread.install(|| {
+            metrics::with_local_recorder(&recorder, || {
+                state.process(&refs, &[count.clone(), speed.clone()], now());
+                let late = json!({"@timestamp": at(100), "user": {"name": "a"}});
+                state.process(&[&late], &[count.clone(), speed.clone()], now());
+            })
         });
         let mut counted = BTreeMap::new();
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
