@@ -44,6 +44,10 @@ impl OpType {
     }
 }
 
+/// Below this many items per parallel piece, sources are parsed on the calling thread (a single
+/// document is not worth handing to another thread).
+pub const PARALLEL_MIN_ITEMS: usize = 16;
+
 /// One well-formed bulk item.
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -169,6 +173,7 @@ pub fn parse(body: &Bytes, default_index: Option<&str>) -> Result<Vec<Entry>, Bu
     // is not a JSON object fails its item before a missing index does, as in Elasticsearch.
     Ok(entries
         .into_par_iter()
+        .with_min_len(PARALLEL_MIN_ITEMS)
         .map(|(entry, number)| match entry {
             Entry::Item(item) => checked(item, number),
             failed => failed,

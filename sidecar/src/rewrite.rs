@@ -95,6 +95,7 @@ impl<'a> Scoring<'a> {
         let items = entries.len();
         let mut routed: Vec<Routed<'a>> = entries
             .into_par_iter()
+            .with_min_len(crate::bulk::PARALLEL_MIN_ITEMS)
             .map(|entry| self.route(entry))
             .collect();
 
@@ -153,6 +154,7 @@ impl<'a> Scoring<'a> {
         let assembled: Vec<Assembled> = std::mem::take(&mut routed)
             .into_par_iter()
             .zip(results.into_par_iter())
+            .with_min_len(crate::bulk::PARALLEL_MIN_ITEMS)
             .map(|(r, outcomes)| self.assemble(r, outcomes))
             .collect();
 

@@ -33,6 +33,10 @@ pub const MAX_EVENTS_PER_ENTITY: usize = 1024;
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Events older than the entity's newest recorded event by more than this come too late.
 pub const MAX_LATENESS_MS: i64 = 60 * 60 * 1000;
+/// Below these sizes a batch's events are read and its histories replayed on the calling thread:
+/// handing a single document's few histories to other threads costs more than it saves.
+const PARALLEL_MIN_DOCS: usize = 32;
+const PARALLEL_MIN_HISTORIES: usize = 32;
 const DEFAULT_LOOKBACK_MS: i64 = 30 * 24 * 3600 * 1000;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
@@ -411,6 +415,7 @@ impl BehaviourState {
         // entity) keeping the time order.
         let events: Vec<Vec<(usize, String, Event)>> = order
             .par_iter()
+            .with_min_len(PARALLEL_MIN_DOCS)
             .map(|&i| self.events_of(i, docs[i], times[i], now_ms, &streams))
             .collect();
         let mut groups: HashMap<(usize, String), Vec<Event>, FastHash> = HashMap::default();
@@ -421,6 +426,7 @@ impl BehaviourState {
             .into_iter()
             .collect::<Vec<_>>()
             .into_par_iter()
+            .with_min_len(PARALLEL_MIN_HISTORIES)
             .flat_map_iter(|((stream, entity), events)| {
                 self.replay(streams[stream], entity, events, &read_by[stream], &distinct)
             })
