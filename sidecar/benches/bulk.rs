@@ -3,7 +3,8 @@
 //!
 //! - `baseline: serde_json every line`: parsing every NDJSON line into a `serde_json::Value`,
 //!   the least a JSON-aware proxy does (the baseline in the same run);
-//! - `split (bulk::parse)`: Vigil's splitter (action lines parsed, sources only checked);
+//! - `split (bulk::parse)`: Vigil's splitter (action lines and index/create sources parsed, on
+//!   the current rayon pool);
 //! - `split + rewrite, unrouted`: plus routing with no route matching (every line forwarded
 //!   byte for byte);
 //! - `split + route + score + rewrite`: the embedded default routes send every document to

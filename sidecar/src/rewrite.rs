@@ -1,4 +1,4 @@
-//! Rewriting a bulk request: route each document, score each model's documents in one batch,
+//! Rewriting a bulk request: route each document, score each model's documents in batched jobs,
 //! write the results into the documents, and rebuild the body to forward. Lines of documents
 //! that no model scores are forwarded byte for byte.
 //!
@@ -88,9 +88,9 @@ impl<'a> Scoring<'a> {
         }
     }
 
-    /// Routes, scores and re-serialises a bulk's entries. Every stage but the behavioural
-    /// state (which observes documents in event-time order) runs in parallel on the current
-    /// rayon pool, so one large bulk uses every idle scoring thread.
+    /// Routes, scores and re-serialises a bulk's entries. Every stage runs in parallel on the
+    /// current rayon pool (the behavioural state one history at a time, in event-time order),
+    /// so one large bulk uses every idle scoring thread.
     pub fn rewrite(&self, entries: Vec<Entry>) -> Rewritten {
         let items = entries.len();
         let mut routed: Vec<Routed<'a>> = entries
