@@ -373,9 +373,8 @@ impl BehaviourState {
         features: &[Arc<BehaviourFeature>],
         now: DateTime<Utc>,
     ) -> Vec<BehaviourValues> {
-        let mut values: Vec<BehaviourValues> = vec![BehaviourValues::default(); docs.len()];
         if features.is_empty() {
-            return values;
+            return vec![BehaviourValues::default(); docs.len()];
         }
         // Distinct features and streams among what the models declared.
         let mut distinct: Vec<&Arc<BehaviourFeature>> = Vec::new();
@@ -431,15 +430,14 @@ impl BehaviourState {
                 self.replay(streams[stream], entity, events, &read_by[stream], &distinct)
             })
             .collect();
-        for (doc, feature, value) in computed {
-            values[doc].insert(distinct[feature].id.clone(), value);
-        }
-        // Whatever a document did not get (no timestamp, no entity, too late, a duplicate) is
+        // Whatever a document does not get (no timestamp, no entity, too late, a duplicate) is
         // missing.
-        for v in &mut values {
-            for f in &distinct {
-                v.entry(f.id.clone()).or_insert(f32::NAN);
-            }
+        let missing: BehaviourValues = distinct.iter().map(|f| (f.id.clone(), f32::NAN)).collect();
+        let mut values = vec![missing; docs.len()];
+        for (doc, feature, value) in computed {
+            *values[doc]
+                .get_mut(&*distinct[feature].id)
+                .expect("every feature starts missing") = value;
         }
         values
     }
