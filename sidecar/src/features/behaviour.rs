@@ -8,6 +8,7 @@
 //! computed before its own event is recorded, and it is recorded once per stream however many
 //! models read it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +19,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::lookup;
 use super::transform::timestamp;
-use super::{lookup, lookup_whole};
+use super::{first_value, lookup_whole};
 use crate::inference::BehaviourValues;
 
 /// The hasher of the state's per-document maps and of its cache, hashed several times per
@@ -136,10 +138,16 @@ impl BehaviourFeature {
         if self.kind == Kind::VelocityKmh {
             // A point may be a `[lon, lat]` array: read it whole.
             let source = self.sources.iter().find_map(|p| lookup_whole(doc, p));
-            (source.map(text), source.and_then(location))
+            (
+                source.map(|v| text(v).into_owned()),
+                source.and_then(location),
+            )
         } else {
             (
-                self.sources.iter().find_map(|p| lookup(doc, p)).map(text),
+                self.sources
+                    .iter()
+                    .find_map(|p| lookup(doc, p))
+                    .map(|v| text(v).into_owned()),
                 None,
             )
         }
@@ -152,16 +160,6 @@ impl BehaviourFeature {
             Some(w) => lookup(doc, &w.field).is_some_and(|v| *v == w.equals),
         }
     }
-}
-
-/// One document's event on one stream, waiting to be judged and recorded.
-struct Event {
-    doc: usize,
-    at: i64,
-    value: Option<String>,
-    location: Option<(f64, f64)>,
-    key: u64,
-    records: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -216,16 +214,37 @@ pub const SKIPPED_METRIC: &str = "vigil_behaviour_skipped_total";
 impl Skipped {
     /// Counts one skip here and in the metrics facade.
     pub fn count(&self, reason: SkipReason) {
-        let slot = match reason {
+        self.slot(reason).fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(SKIPPED_METRIC, "reason" => reason.as_str()).increment(1);
+    }
+
+    fn slot(&self, reason: SkipReason) -> &AtomicU64 {
+        match reason {
             SkipReason::NoTimestamp => &self.no_timestamp,
             SkipReason::NoEntity => &self.no_entity,
             SkipReason::ClockSkew => &self.clock_skew,
             SkipReason::TooLate => &self.too_late,
             SkipReason::Duplicate => &self.duplicate,
             SkipReason::BadLocation => &self.bad_location,
-        };
-        slot.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(SKIPPED_METRIC, "reason" => reason.as_str()).increment(1);
+        }
+    }
+
+    /// Adds one batch's skips here and in the metrics facade.
+    fn add(&self, tally: &Tally) {
+        for reason in [
+            SkipReason::NoTimestamp,
+            SkipReason::NoEntity,
+            SkipReason::ClockSkew,
+            SkipReason::TooLate,
+            SkipReason::Duplicate,
+            SkipReason::BadLocation,
+        ] {
+            let n = tally.0[reason as usize].load(Ordering::Relaxed);
+            if n > 0 {
+                self.slot(reason).fetch_add(n, Ordering::Relaxed);
+                metrics::counter!(SKIPPED_METRIC, "reason" => reason.as_str()).increment(n);
+            }
+        }
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
@@ -243,13 +262,73 @@ impl Skipped {
     }
 }
 
-type History = Arc<Mutex<Vec<Record>>>;
+/// One entity's histories (say user `alice`): one per stream that has recorded her events, so a
+/// document costs one cache lookup per entity it names rather than one per stream.
+#[derive(Debug, Default)]
+struct Entity {
+    streams: Vec<Stream>,
+}
+
+#[derive(Debug)]
+struct Stream {
+    /// `BehaviourFeature::stream`.
+    id: Arc<str>,
+    /// Sorted by time, at most `MAX_EVENTS_PER_ENTITY`.
+    records: Vec<Record>,
+}
+
+impl Entity {
+    /// The position of `stream`'s history (the manifests' features share their `Arc`s, so the
+    /// pointer usually answers before the text is compared).
+    fn find(&self, stream: &Arc<str>) -> Option<usize> {
+        self.streams
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.id, stream) || s.id == *stream)
+    }
+
+    /// The history of `stream`, created empty when the entity has none yet.
+    fn stream_mut(&mut self, stream: &Arc<str>) -> &mut Vec<Record> {
+        let i = self.find(stream).unwrap_or_else(|| {
+            self.streams.push(Stream {
+                id: stream.clone(),
+                records: Vec::new(),
+            });
+            self.streams.len() - 1
+        });
+        &mut self.streams[i].records
+    }
+
+    /// Record slots allocated across the streams (a change means the weigher must look again).
+    fn slots(&self) -> usize {
+        self.streams
+            .iter()
+            .map(|s| s.records.capacity())
+            .sum::<usize>()
+            + self.streams.len()
+    }
+}
+
+type Shared = Arc<Mutex<Entity>>;
+/// (entity path, entity value): `("user.name", "alice")`.
+type EntityKey = (Arc<str>, String);
+
+/// Skips counted during one `process` call, added to [`Skipped`] and the metrics at its end (one
+/// counter update per reason and batch instead of one per event).
+#[derive(Default)]
+struct Tally([AtomicU64; 6]);
+
+impl Tally {
+    fn count(&self, reason: SkipReason) {
+        self.0[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The entity state shared by every request.
 pub struct BehaviourState {
-    histories: moka::sync::Cache<(Arc<str>, String), History, FastHash>,
+    entities: moka::sync::Cache<EntityKey, Shared, FastHash>,
     pub skipped: Skipped,
-    /// Lookups, misses (a new history) and size evictions of the cache, for `/metrics`.
+    /// History reads (one per event and stream), misses (the entity had no history on that
+    /// stream yet) and size evictions of the cache, for `/metrics`.
     pub lookups: AtomicU64,
     pub misses: AtomicU64,
     pub evictions: Arc<AtomicU64>,
@@ -262,48 +341,51 @@ pub struct BehaviourState {
 impl std::fmt::Debug for BehaviourState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BehaviourState")
-            .field("entries", &self.histories.entry_count())
-            .field("weighted_bytes", &self.histories.weighted_size())
+            .field("entries", &self.entities.entry_count())
+            .field("weighted_bytes", &self.entities.weighted_size())
             .finish()
     }
 }
 
-/// Bytes one cache entry costs besides its records: moka's entry, access-order node and hash
-/// table slot, the key, and the `Arc<Mutex<Vec>>` (`docs/benchmarks.md`, "Behavioural state",
+/// Bytes one cache entry costs besides its streams: moka's entry, access-order node and hash
+/// table slot, the key, and the `Arc<Mutex<..>>` (`docs/benchmarks.md`, "Behavioural state",
 /// compares the weighted size with the process RSS).
 const ENTRY_OVERHEAD: usize = 600;
+/// Bytes one stream of an entity costs besides its records: its id and vector header, and the
+/// `Vec<Stream>` slot.
+const STREAM_OVERHEAD: usize = std::mem::size_of::<Stream>() + 16;
 /// The smallest heap block the allocator hands out for a string.
 const MIN_ALLOCATION: usize = 32;
 
-/// Approximate bytes an entity's history holds, for the cache's weigher: the record slots the
-/// history has allocated, each with a value string of the held records' mean size. `process`
-/// re-inserts a history (so moka re-weighs it) only when its allocation grows, not on every
+/// Approximate bytes an entity's histories hold, for the cache's weigher: per stream, the record
+/// slots it has allocated, each with a value string of the held records' mean size. `process`
+/// re-inserts an entity (so moka re-weighs it) only when an allocation grows, not on every
 /// event: between two growths the projection already counts the slots still empty.
-fn weigh(key: &(Arc<str>, String), history: &History) -> u32 {
-    let (slots, held, values) = history
+fn weigh(key: &EntityKey, entity: &Shared) -> u32 {
+    let streams: usize = entity
         .lock()
-        .map(|h| {
-            let values: usize = h
-                .iter()
-                .map(|r| {
-                    r.value
-                        .as_ref()
-                        .map_or(0, |v| v.capacity().max(MIN_ALLOCATION))
-                })
-                .sum();
-            (h.capacity(), h.len(), values)
+        .map(|e| e.streams.iter().map(|s| stream_bytes(&s.records)).sum())
+        .unwrap_or(0);
+    let bytes = ENTRY_OVERHEAD + key.1.capacity().max(MIN_ALLOCATION) + streams;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn stream_bytes(records: &Vec<Record>) -> usize {
+    let values: usize = records
+        .iter()
+        .map(|r| {
+            r.value
+                .as_ref()
+                .map_or(0, |v| v.capacity().max(MIN_ALLOCATION))
         })
-        .unwrap_or((0, 0, 0));
-    let projected_values = if held == 0 {
+        .sum();
+    let slots = records.capacity();
+    let projected_values = if records.is_empty() {
         0
     } else {
-        values.div_ceil(held) * slots
+        values.div_ceil(records.len()) * slots
     };
-    let bytes = ENTRY_OVERHEAD
-        + key.1.capacity().max(MIN_ALLOCATION)
-        + slots * std::mem::size_of::<Record>()
-        + projected_values;
-    u32::try_from(bytes).unwrap_or(u32::MAX)
+    STREAM_OVERHEAD + slots * std::mem::size_of::<Record>() + projected_values
 }
 
 /// The records of `history` in `[from, to]` (times in milliseconds; records are kept sorted).
@@ -314,18 +396,103 @@ fn between(history: &[Record], from: i64, to: i64) -> &[Record] {
 }
 
 /// Whether `history` holds an event at `at` with `value` (whose key is `key`).
-fn holds(history: &[Record], at: i64, key: u64, value: &Option<String>) -> bool {
+fn holds(history: &[Record], at: i64, key: u64, value: Option<&str>) -> bool {
     between(history, at, at)
         .iter()
-        .any(|r| r.key == key && r.value == *value)
+        .any(|r| r.key == key && r.value.as_deref() == value)
 }
+
+/// What one `process` call reads, worked out once from the models' features: the distinct
+/// features and streams, the entity paths, and every dotted path the streams read (each looked
+/// up once per document).
+struct Plan<'f> {
+    distinct: Vec<&'f Arc<BehaviourFeature>>,
+    streams: Vec<&'f Arc<BehaviourFeature>>,
+    /// Each stream's features, as indices into `distinct`.
+    read_by: Vec<Vec<usize>>,
+    /// Distinct dotted paths (entities, sources, `when` fields).
+    paths: Vec<&'f str>,
+    /// Distinct entity paths: (index into `paths`, key part, streams of that entity).
+    entities: Vec<(usize, Arc<str>, Vec<usize>)>,
+    /// Per stream: its source paths and its `when` field, as indices into `paths`.
+    sources: Vec<Vec<usize>>,
+    when: Vec<Option<usize>>,
+}
+
+impl<'f> Plan<'f> {
+    fn new(features: &'f [Arc<BehaviourFeature>]) -> Self {
+        let mut distinct: Vec<&Arc<BehaviourFeature>> = Vec::new();
+        for f in features {
+            if !distinct.iter().any(|d| d.id == f.id) {
+                distinct.push(f);
+            }
+        }
+        let mut streams: Vec<&Arc<BehaviourFeature>> = Vec::new();
+        for f in &distinct {
+            if !streams.iter().any(|s| s.stream == f.stream) {
+                streams.push(f);
+            }
+        }
+        let read_by = streams
+            .iter()
+            .map(|s| {
+                (0..distinct.len())
+                    .filter(|&k| distinct[k].stream == s.stream)
+                    .collect()
+            })
+            .collect();
+        let mut paths: Vec<&str> = Vec::new();
+        let mut path = |p: &'f str| match paths.iter().position(|q| *q == p) {
+            Some(i) => i,
+            None => {
+                paths.push(p);
+                paths.len() - 1
+            }
+        };
+        let mut entities: Vec<(usize, Arc<str>, Vec<usize>)> = Vec::new();
+        let (mut sources, mut when) = (Vec::new(), Vec::new());
+        for (k, s) in streams.iter().enumerate() {
+            let e = path(&s.entity);
+            match entities.iter_mut().find(|(p, _, _)| *p == e) {
+                Some((_, _, of)) => of.push(k),
+                None => entities.push((e, Arc::from(s.entity.as_str()), vec![k])),
+            }
+            sources.push(s.sources.iter().map(|p| path(p)).collect());
+            when.push(s.when.as_ref().map(|w| path(&w.field)));
+        }
+        Plan {
+            distinct,
+            streams,
+            read_by,
+            paths,
+            entities,
+            sources,
+            when,
+        }
+    }
+}
+
+/// One document's event on one stream, waiting to be judged and recorded.
+struct Event<'d> {
+    doc: usize,
+    stream: usize,
+    at: i64,
+    value: Option<Cow<'d, str>>,
+    location: Option<(f64, f64)>,
+    key: u64,
+    records: bool,
+}
+
+/// One document's events on the streams of one entity: (entity index in the plan, the
+/// entity's value, the events).
+type EntityEvents<'d> = (usize, Cow<'d, str>, Vec<Event<'d>>);
 
 impl BehaviourState {
     pub fn new(max_bytes: u64, idle: Duration) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
         let evicted = evictions.clone();
         BehaviourState {
-            histories: moka::sync::Cache::builder()
+            entities: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(weigh)
                 .time_to_idle(idle)
@@ -351,21 +518,22 @@ impl BehaviourState {
         value.map_or(0, |v| self.keys.hash_one(v) | 1)
     }
 
+    /// Entities held (one per entity path and value, e.g. a user or a source IP).
     pub fn entries(&self) -> u64 {
-        self.histories.run_pending_tasks();
-        self.histories.entry_count()
+        self.entities.run_pending_tasks();
+        self.entities.entry_count()
     }
 
     pub fn weighted_bytes(&self) -> u64 {
-        self.histories.run_pending_tasks();
-        self.histories.weighted_size()
+        self.entities.run_pending_tasks();
+        self.entities.weighted_size()
     }
 
     /// Computes `features` for `docs` (NaN = missing) and records the documents' events.
     /// Returns one map per document, feature id → value.
     ///
     /// A document's features on a stream read only that stream's history for its entity, so the
-    /// (stream, entity) histories are replayed in parallel on the current rayon pool, each in
+    /// entities' histories are replayed in parallel on the current rayon pool, each in
     /// event-time order: the values are those of one pass over the documents in time order.
     pub fn process(
         &self,
@@ -376,28 +544,7 @@ impl BehaviourState {
         if features.is_empty() {
             return vec![BehaviourValues::default(); docs.len()];
         }
-        // Distinct features and streams among what the models declared.
-        let mut distinct: Vec<&Arc<BehaviourFeature>> = Vec::new();
-        for f in features {
-            if !distinct.iter().any(|d| d.id == f.id) {
-                distinct.push(f);
-            }
-        }
-        let mut streams: Vec<&Arc<BehaviourFeature>> = Vec::new();
-        for f in &distinct {
-            if !streams.iter().any(|s| s.stream == f.stream) {
-                streams.push(f);
-            }
-        }
-        // Each stream's features, as indices into `distinct`.
-        let read_by: Vec<Vec<usize>> = streams
-            .iter()
-            .map(|s| {
-                (0..distinct.len())
-                    .filter(|&k| distinct[k].stream == s.stream)
-                    .collect()
-            })
-            .collect();
+        let plan = Plan::new(features);
         let times: Vec<Option<i64>> = docs
             .iter()
             .map(|d| {
@@ -409,137 +556,170 @@ impl BehaviourState {
         let mut order: Vec<usize> = (0..docs.len()).collect();
         order.sort_by_key(|&i| times[i].unwrap_or(i64::MIN));
         let now_ms = now.timestamp_millis();
+        let tally = Tally::default();
 
-        // Each document's event on each stream (read in parallel), then grouped by (stream,
-        // entity) keeping the time order.
-        let events: Vec<Vec<(usize, String, Event)>> = order
+        // Each document's events (read in parallel), then grouped by entity keeping the time
+        // order.
+        let events: Vec<Vec<EntityEvents>> = order
             .par_iter()
             .with_min_len(PARALLEL_MIN_DOCS)
-            .map(|&i| self.events_of(i, docs[i], times[i], now_ms, &streams))
+            .map(|&i| self.events_of(&plan, i, docs[i], times[i], now_ms, &tally))
             .collect();
-        let mut groups: HashMap<(usize, String), Vec<Event>, FastHash> = HashMap::default();
-        for (stream, entity, event) in events.into_iter().flatten() {
-            groups.entry((stream, entity)).or_default().push(event);
+        let mut groups: HashMap<(usize, Cow<str>), Vec<Event>, FastHash> = HashMap::default();
+        for (entity, value, events) in events.into_iter().flatten() {
+            groups.entry((entity, value)).or_default().extend(events);
         }
         let computed: Vec<(usize, usize, f32)> = groups
             .into_iter()
             .collect::<Vec<_>>()
             .into_par_iter()
             .with_min_len(PARALLEL_MIN_HISTORIES)
-            .flat_map_iter(|((stream, entity), events)| {
-                self.replay(streams[stream], entity, events, &read_by[stream], &distinct)
+            .flat_map_iter(|((entity, value), events)| {
+                self.replay(&plan, entity, value, events, &tally)
             })
             .collect();
+        self.skipped.add(&tally);
         // Whatever a document does not get (no timestamp, no entity, too late, a duplicate) is
         // missing.
-        let missing: BehaviourValues = distinct.iter().map(|f| (f.id.clone(), f32::NAN)).collect();
+        let missing: BehaviourValues = plan
+            .distinct
+            .iter()
+            .map(|f| (f.id.clone(), f32::NAN))
+            .collect();
         let mut values = vec![missing; docs.len()];
         for (doc, feature, value) in computed {
             *values[doc]
-                .get_mut(&*distinct[feature].id)
+                .get_mut(&*plan.distinct[feature].id)
                 .expect("every feature starts missing") = value;
         }
         values
     }
 
-    /// Document `i`'s event on each stream it can be judged on: (stream, entity, event).
-    fn events_of(
+    /// Document `i`'s events, per entity it names, on each stream it can be judged on. Every
+    /// path the streams read is looked up once.
+    fn events_of<'d>(
         &self,
+        plan: &Plan,
         i: usize,
-        doc: &Value,
+        doc: &'d Value,
         at: Option<i64>,
         now_ms: i64,
-        streams: &[&Arc<BehaviourFeature>],
-    ) -> Vec<(usize, String, Event)> {
+        tally: &Tally,
+    ) -> Vec<EntityEvents<'d>> {
         let Some(at) = at else {
-            self.skipped.count(SkipReason::NoTimestamp);
+            tally.count(SkipReason::NoTimestamp);
             return Vec::new();
         };
         if at > now_ms + MAX_FUTURE_SKEW_MS {
-            self.skipped.count(SkipReason::ClockSkew);
+            tally.count(SkipReason::ClockSkew);
             return Vec::new();
         }
-        let mut out = Vec::with_capacity(streams.len());
-        for (k, s) in streams.iter().enumerate() {
-            let Some(entity) = lookup(doc, &s.entity).map(text) else {
-                self.skipped.count(SkipReason::NoEntity);
+        // Each path whole (a `[lon, lat]` point stays an array); `first` reduces arrays.
+        let whole: Vec<Option<&Value>> = plan.paths.iter().map(|p| lookup_whole(doc, p)).collect();
+        let first = |p: usize| whole[p].and_then(first_value);
+        let mut out = Vec::with_capacity(plan.entities.len());
+        for (path, _, streams) in &plan.entities {
+            let Some(entity) = first(*path).map(text) else {
+                for _ in streams {
+                    tally.count(SkipReason::NoEntity);
+                }
                 continue;
             };
-            let (value, location) = s.event_of(doc);
-            if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
-                self.skipped.count(SkipReason::BadLocation);
+            let mut events = Vec::with_capacity(streams.len());
+            for &k in streams {
+                let s = plan.streams[k];
+                let (value, location) = if s.kind == Kind::VelocityKmh {
+                    // A point may be a `[lon, lat]` array: read it whole.
+                    let source = plan.sources[k].iter().find_map(|&p| whole[p]);
+                    let location = source.and_then(location);
+                    if source.is_some() && location.is_none() {
+                        tally.count(SkipReason::BadLocation);
+                    }
+                    (source.map(text), location)
+                } else {
+                    (
+                        plan.sources[k].iter().find_map(|&p| first(p)).map(text),
+                        None,
+                    )
+                };
+                let records = match (&s.when, plan.when[k]) {
+                    (Some(w), Some(p)) => first(p).is_some_and(|v| *v == w.equals),
+                    _ => true,
+                };
+                events.push(Event {
+                    doc: i,
+                    stream: k,
+                    at,
+                    key: self.key_of(value.as_deref()),
+                    value,
+                    location,
+                    records,
+                });
             }
-            let key = self.key_of(value.as_deref());
-            let event = Event {
-                doc: i,
-                at,
-                value,
-                location,
-                key,
-                records: s.records(doc),
-            };
-            out.push((k, entity, event));
+            out.push((*path, entity, events));
         }
         out
     }
 
-    /// One (stream, entity) history's events of a batch, in time order: each judged against
-    /// the history before it (features `read`, as indices into `distinct`), then recorded.
-    /// Returns (document, feature, value).
+    /// One entity's events of a batch, in time order: each judged against its stream's history
+    /// before it (the stream's features), then recorded. Returns (document, feature, value).
     fn replay(
         &self,
-        stream: &BehaviourFeature,
-        entity: String,
+        plan: &Plan,
+        path: usize,
+        value: Cow<str>,
         events: Vec<Event>,
-        read: &[usize],
-        distinct: &[&Arc<BehaviourFeature>],
+        tally: &Tally,
     ) -> Vec<(usize, usize, f32)> {
-        let key = (stream.stream.clone(), entity);
-        let mut history: Option<History> = None;
-        let mut out = Vec::with_capacity(events.len() * read.len());
+        let part = &plan
+            .entities
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .expect("grouped by the plan's entities")
+            .1;
+        let key: EntityKey = (part.clone(), value.into_owned());
+        self.lookups
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(events.len() * 4);
+        // An entity gets an entry once it has something to record: events its streams do not
+        // record (a success for a failures stream) read an empty history.
+        let shared = if events.iter().any(|e| e.records) {
+            Some(
+                self.entities
+                    .get_with(key.clone(), || Arc::new(Mutex::new(Entity::default()))),
+            )
+        } else {
+            self.entities.get(&key)
+        };
+        let empty = Entity::default();
+        let mut guard = shared
+            .as_ref()
+            .map(|h| h.lock().unwrap_or_else(|e| e.into_inner()));
+        let slots = guard.as_ref().map_or(0, |e| e.slots());
         for e in events {
-            self.lookups.fetch_add(1, Ordering::Relaxed);
-            if history.is_none() {
-                history = self.histories.get(&key);
-            }
-            // An entity gets an entry once it has something to record: events the stream does
-            // not record (a success for a failures stream) read an empty history.
-            if history.is_none() && e.records {
-                history = Some(self.histories.get_with(key.clone(), || {
+            let stream = plan.streams[e.stream];
+            let entity: &Entity = guard.as_deref().unwrap_or(&empty);
+            let history: &[Record] = match entity.find(&stream.stream) {
+                Some(h) => &entity.streams[h].records,
+                None => {
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    Arc::new(Mutex::new(Vec::new()))
-                }));
-            }
-            let Some(h) = &history else {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                for &f in read {
-                    let v = compute(
-                        distinct[f],
-                        &[],
-                        e.at,
-                        e.value.as_deref(),
-                        e.key,
-                        e.location,
-                    );
-                    out.push((e.doc, f, v));
+                    &[]
                 }
-                continue;
             };
-            let mut state = h.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(newest) = state.last() {
+            if let Some(newest) = history.last() {
                 if newest.at - e.at > MAX_LATENESS_MS {
-                    self.skipped.count(SkipReason::TooLate);
+                    tally.count(SkipReason::TooLate);
                     continue;
                 }
             }
-            if holds(&state, e.at, e.key, &e.value) {
-                self.skipped.count(SkipReason::Duplicate);
+            if !history.is_empty() && holds(history, e.at, e.key, e.value.as_deref()) {
+                tally.count(SkipReason::Duplicate);
                 continue;
             }
-            for &f in read {
+            for &f in &plan.read_by[e.stream] {
                 let v = compute(
-                    distinct[f],
-                    &state,
+                    plan.distinct[f],
+                    history,
                     e.at,
                     e.value.as_deref(),
                     e.key,
@@ -547,30 +727,30 @@ impl BehaviourState {
                 );
                 out.push((e.doc, f, v));
             }
-            if !e.records {
+            let Some(entity) = guard.as_deref_mut().filter(|_| e.records) else {
                 continue;
-            }
-            let slots = state.capacity();
-            let pos = state.partition_point(|r| r.at <= e.at);
-            state.insert(
+            };
+            let history = entity.stream_mut(&stream.stream);
+            let pos = history.partition_point(|r| r.at <= e.at);
+            history.insert(
                 pos,
                 Record {
                     at: e.at,
-                    value: e.value,
+                    value: e.value.map(Cow::into_owned),
                     location: e.location,
                     key: e.key,
                 },
             );
-            if state.len() > MAX_EVENTS_PER_ENTITY {
-                let excess = state.len() - MAX_EVENTS_PER_ENTITY;
-                state.drain(..excess);
+            if history.len() > MAX_EVENTS_PER_ENTITY {
+                let excess = history.len() - MAX_EVENTS_PER_ENTITY;
+                history.drain(..excess);
             }
-            let grew = state.capacity() != slots;
-            drop(state);
-            if grew {
-                // Re-insert so the weigher sees the new size.
-                self.histories.insert(key.clone(), h.clone());
-            }
+        }
+        let grew = guard.as_ref().is_some_and(|e| e.slots() != slots);
+        drop(guard);
+        if let (true, Some(h)) = (grew, shared) {
+            // Re-insert so the weigher sees the new size.
+            self.entities.insert(key, h);
         }
         out
     }
@@ -622,17 +802,24 @@ impl BehaviourState {
     /// its first. So a value's count becomes the larger of the two, its last-seen time the
     /// later, and a value known to either is known after the merge. The per-entity bound keeps
     /// the newest events.
-    pub fn seed(&self, stream: &Arc<str>, entity: String, seed: &Seed) -> Merged {
-        let key = (stream.clone(), entity);
-        let history = self
-            .histories
-            .get_with(key.clone(), || Arc::new(Mutex::new(Vec::new())));
+    pub fn seed(
+        &self,
+        entity_path: &str,
+        stream: &Arc<str>,
+        entity: String,
+        seed: &Seed,
+    ) -> Merged {
+        let key: EntityKey = (Arc::from(entity_path), entity);
+        let shared = self
+            .entities
+            .get_with(key.clone(), || Arc::new(Mutex::new(Entity::default())));
         let mut merged = Merged::default();
         {
-            let mut h = history.lock().unwrap_or_else(|e| e.into_inner());
+            let mut e = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let h = e.stream_mut(stream);
             for (at, value, location) in &seed.recent {
                 let vkey = self.key_of(value.as_deref());
-                if holds(&h, *at, vkey, value) {
+                if holds(h, *at, vkey, value.as_deref()) {
                     continue;
                 }
                 let pos = h.partition_point(|r| r.at <= *at);
@@ -649,7 +836,7 @@ impl BehaviourState {
             }
             for total in &seed.totals {
                 let vkey = self.key_of(total.value.as_deref());
-                let held = between(&h, seed.from, seed.to)
+                let held = between(h, seed.from, seed.to)
                     .iter()
                     .filter(|r| r.key == vkey && r.value == total.value)
                     .count() as u64;
@@ -686,7 +873,7 @@ impl BehaviourState {
             }
         }
         // Re-insert so the weigher sees the new size.
-        self.histories.insert(key, history);
+        self.entities.insert(key, shared);
         merged
     }
 }
@@ -746,10 +933,10 @@ fn compute(
 }
 
 /// Text form of a key or value: strings as they are, other scalars as JSON renders them.
-fn text(v: &Value) -> String {
+fn text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -1000,7 +1187,7 @@ mod tests {
             from: ms(-1000),
             to: ms(200),
         };
-        let merged = state.seed(&new_country.stream, "a".into(), &seed);
+        let merged = state.seed(&new_country.entity, &new_country.stream, "a".into(), &seed);
         assert_eq!(
             merged,
             Merged {
@@ -1010,23 +1197,24 @@ mod tests {
             "FR at t100 is already held"
         );
         assert_eq!(
-            state.seed(&new_country.stream, "a".into(), &seed),
+            state.seed(&new_country.entity, &new_country.stream, "a".into(), &seed),
             Merged::default(),
             "seeding the same again adds nothing"
         );
         // Stand-ins lie between the value's first time and its exact events.
         let h = state
-            .histories
-            .get(&(new_country.stream.clone(), "a".to_string()))
+            .entities
+            .get(&(Arc::from("user.name"), "a".to_string()))
             .unwrap();
-        let de: Vec<i64> = h
-            .lock()
-            .unwrap()
+        let entity = h.lock().unwrap();
+        let de: Vec<i64> = entity.streams[entity.find(&new_country.stream).unwrap()]
+            .records
             .iter()
             .filter(|r| r.value.as_deref() == Some("DE"))
             .map(|r| r.at)
             .collect();
         assert_eq!(de, vec![ms(0), ms(50), ms(50)]);
+        drop(entity);
         let later = [doc(300, "DE"), doc(301, "FR"), doc(302, "US")];
         let refs: Vec<&Value> = later.iter().collect();
         let v = state.process(&refs, &[new_country.clone(), pairs.clone()], now());
@@ -1067,7 +1255,7 @@ mod tests {
             to: ms(101),
         };
         assert_eq!(
-            state.seed(&failures.stream, "a".into(), &seed),
+            state.seed(&failures.entity, &failures.stream, "a".into(), &seed),
             Merged {
                 exact: 2,
                 spread: 8

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use source::{describe, lookup, lookup_whole};
+pub use source::{describe, first_value, lookup, lookup_whole};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 
 use crate::bundle::manifest::{FeatureSpec, TransformSpec};

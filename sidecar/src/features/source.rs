@@ -17,6 +17,12 @@ pub fn lookup_whole<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     lookup_in(first_of_array(doc)?, path).filter(|v| !v.is_null())
 }
 
+/// What [`lookup`] makes of a value [`lookup_whole`] found: an array's first element, `None` for
+/// `null` (so a path can be looked up once and read both ways).
+pub fn first_value(whole: &Value) -> Option<&Value> {
+    first_of_array(whole).filter(|v| !v.is_null())
+}
+
 fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     let object = value.as_object()?;
     if let Some(v) = object.get(path) {

@@ -470,7 +470,7 @@ pub async fn run(
             let page = plan.seeds(&value, to)?;
             let mut merged = (0, 0);
             for (stream, entity, seed) in &page.seeds {
-                let m = state.seed(stream, entity.clone(), seed);
+                let m = state.seed(&plan.entity, stream, entity.clone(), seed);
                 merged.0 += m.exact;
                 merged.1 += m.spread;
             }
