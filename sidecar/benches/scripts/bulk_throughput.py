@@ -17,6 +17,14 @@ models/ as shipped), whose routes send authentication events to `login-risk`, an
 VIGIL_ES_URL points it at the upstream. Before timing, one bulk goes through Vigil to
 Elasticsearch with refresh and every document must come back with `ml.inference.login-risk`.
 
+Fresh events (the default): every bulk carries events the behavioural state has not seen, as a
+live stream would. Request k of a run goes to population k mod 32 (user names get a suffix, the
+first octet of source IPs moves) and is shifted by floor(k / 32) x 3 hours, so a user's history
+grows by about two events every 32 bulks and no bulk repeats an earlier one (a repeated event is
+a duplicate the state skips without computing its features). Each Vigil process keeps its own
+sequence across runs. --repeat sends the same bulk every time instead (what sessions 3 and 4
+measured).
+
 Throughput: wrk, 1 thread, 8 connections, --seconds per case after a warm-up, medians over
 --rounds; the index is deleted after every Elasticsearch case. Latency added by Vigil: one
 connection (requests one after another, so no queueing in either path), p50/p99 through Vigil to
@@ -38,10 +46,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,6 +83,80 @@ def bulk_body(n: int) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+POPULATIONS = 32
+STEP_MS = 3 * 3600 * 1000
+
+# wrk script for fresh events: the template's placeholders filled per request (see the module doc).
+FRESH_LUA = """
+local f = assert(io.open("{template}", "rb"))
+local tpl = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-ndjson"
+local seq = tonumber(os.getenv("BENCH_SEQ") or "0")
+local function iso(ms)
+  return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03dZ", ms % 1000)
+end
+request = function()
+  local k = seq
+  seq = seq + 1
+  local pop = k % {populations}
+  local shift = math.floor(k / {populations}) * {step}
+  local suffix = "~" .. string.char(97 + math.floor(pop / 26), 97 + pop % 26)
+  local body = tpl:gsub("@@T(%d+)@@", function(ms) return iso(tonumber(ms) + shift) end)
+  body = body:gsub("@@U@@", suffix)
+  body = body:gsub("@@I(%d+)@@", function(a) return tostring((tonumber(a) - 1 + pop) % 223 + 1) end)
+  return wrk.format(nil, nil, nil, body)
+end
+local bad = 0
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1 end
+  if body and string.find(body, '"errors":true', 1, true) then bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH requests=%d errors_status=%d p50_us=%d p90_us=%d p99_us=%d mean_us=%.1f bad=%d\\n",
+    summary.requests, summary.errors.status, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, bad))
+end
+"""
+
+
+def fresh_template(n: int) -> str:
+    """The bulk with placeholders: @@T<ms>@@ for @timestamp, @@U@@ after user.name, @@I<a>@@ for
+    the first octet of source.ip."""
+    events = [json.loads(line) for line in (REPO / "models/samples/auth-events.ndjson").read_text().splitlines()
+              if line.strip()]
+    action = json.dumps({"index": {"_index": INDEX}})
+    out = []
+    for i in range(n):
+        e = json.loads(json.dumps(events[i % len(events)]))
+        ms = int(datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
+        e["@timestamp"] = f"@@T{ms}@@"
+        if isinstance(e.get("user", {}).get("name"), str):
+            e["user"]["name"] += "@@U@@"
+        ip = e.get("source", {}).get("ip")
+        if isinstance(ip, str) and ip.count(".") == 3:
+            a, rest = ip.split(".", 1)
+            e["source"]["ip"] = f"@@I{a}@@.{rest}"
+        out.append(action)
+        out.append(json.dumps(e, separators=(",", ":")))
+    return "\n".join(out) + "\n"
+
+
+def render(template: str, k: int) -> bytes:
+    """Request k of the template, exactly as FRESH_LUA builds it."""
+    pop, shift = k % POPULATIONS, (k // POPULATIONS) * STEP_MS
+    suffix = "~" + chr(97 + pop // 26) + chr(97 + pop % 26)
+
+    def iso(m: re.Match) -> str:
+        ms = int(m.group(1)) + shift
+        return datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+    body = re.sub(r"@@T(\d+)@@", iso, template).replace("@@U@@", suffix)
+    body = re.sub(r"@@I(\d+)@@", lambda m: str((int(m.group(1)) - 1 + pop) % 223 + 1), body)
+    return body.encode()
+
+
 def es_pid(es_url: str) -> int | None:
     port = es_url.rsplit(":", 1)[1].strip("/")
     p = Path(f"/tmp/vigil-es-{port}/es.pid")
@@ -96,6 +181,8 @@ def main() -> int:
     ap.add_argument("--vigil-null-port", type=int, default=9282)
     ap.add_argument("--vigil-es-port", type=int, default=9283)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeat", action="store_true",
+                    help="send the same bulk every time (duplicates the state skips) instead of fresh events")
     ap.add_argument("--mapped", action="store_true",
                     help="install Vigil's templates and index into vigil-events-bench")
     args = ap.parse_args()
@@ -110,8 +197,29 @@ def main() -> int:
     if args.mapped:
         subprocess.run([str(vigil_binary()), "setup", "--root", str(REPO)], check=True,
                        env={**os.environ, "VIGIL_ES_URL": esu, "VIGIL_LOG": "warn"})
-    body = bulk_body(args.docs)
-    _, lua = write_lua(body, "application/x-ndjson", check_substring='"errors":true')
+    if args.repeat:
+        body = bulk_body(args.docs)
+        _, lua = write_lua(body, "application/x-ndjson", check_substring='"errors":true')
+    else:
+        template = fresh_template(args.docs)
+        body = render(template, 0)
+        d = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
+        (d / "template").write_text(template)
+        lua = d / "fresh.lua"
+        lua.write_text(FRESH_LUA.replace("{template}", str(d / "template"))
+                       .replace("{populations}", str(POPULATIONS)).replace("{step}", str(STEP_MS)))
+    # Fresh events: the next request number per target (request 0 is the check bulk below).
+    seq: dict[str, int] = {}
+
+    def wrk(url: str, script: Path, seconds: float, connections: int, srv: Server | None) -> dict:
+        env = None
+        if script == lua and not args.repeat:
+            env = {"BENCH_SEQ": str(seq.setdefault(url, POPULATIONS))}
+        res = run_wrk(url, script, seconds, connections, server=srv, allow_bad=True, env=env)
+        if env:
+            # Requests still in flight when wrk stopped were built too: skip past them.
+            seq[url] += int(res["requests"]) + connections + 8
+        return res
     log(f"[bench] Elasticsearch {version} at {esu}; bulk body {len(body)} bytes, {args.docs} docs; "
         f"load before: {loadavg()}")
 
@@ -161,9 +269,9 @@ def main() -> int:
         for rnd in range(args.rounds):
             for name, url, srv, procs in cases:
                 pids = [p.proc.pid for p in procs] + ([pid] if pid and name != "vigil_null" else [])
-                run_wrk(url, lua, args.warmup, args.connections, server=srv, allow_bad=True)
+                wrk(url, lua, args.warmup, args.connections, srv)
                 c0, t0 = [tree_cpu_seconds(p) for p in pids], time.perf_counter()
-                res = run_wrk(url, lua, args.seconds, args.connections, server=srv, allow_bad=True)
+                res = wrk(url, lua, args.seconds, args.connections, srv)
                 wall = time.perf_counter() - t0
                 res["cpu"] = {str(p): (tree_cpu_seconds(p) - c) / wall for p, c in zip(pids, c0)}
                 res["docs_s"] = res["rps"] * args.docs
@@ -176,8 +284,8 @@ def main() -> int:
                     es("DELETE", f"{esu}/{INDEX}")
             for name, url, srv, script in [(n, u, s, lua) for n, u, s, _ in cases[1:]] + [
                     ("es_enriched", f"{esu}/_bulk", None, enriched_lua)]:
-                run_wrk(url, script, 2, 1, server=srv, allow_bad=True)
-                res = run_wrk(url, script, args.latency_seconds, 1, server=srv, allow_bad=True)
+                wrk(url, script, 2, 1, srv)
+                res = wrk(url, script, args.latency_seconds, 1, srv)
                 lat[name].append(res)
                 log(f"[bench] round {rnd + 1} latency {name}, 1 connection: p50 {res['p50_ms']:.1f} ms, "
                     f"p99 {res['p99_ms']:.1f} ms ({res['rps'] * args.docs:,.0f} docs/s)")
@@ -202,6 +310,7 @@ def main() -> int:
     mid = len(ceiling) // 2
 
     print(f"_bulk into {INDEX} ({'Vigil templates' if args.mapped else 'dynamic mapping'}), "
+          f"{'the same bulk repeated' if args.repeat else 'fresh events every bulk'}, "
           f"{args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
           f"-c{args.connections} -d{args.seconds:g}s after {args.warmup:g} s warm-up, medians of {args.rounds} "
           f"rounds, nothing pinned, Elasticsearch {version}, load after: {loadavg()}")

@@ -148,7 +148,8 @@ def lua_str(s: str) -> str:
 
 
 def run_wrk(url: str, lua: Path, seconds: float, connections: int = 8, threads: int = 1,
-            cpus: str | None = None, server: Server | None = None, allow_bad: bool = False) -> dict:
+            cpus: str | None = None, server: Server | None = None, allow_bad: bool = False,
+            env: dict[str, str] | None = None) -> dict:
     """One wrk run; returns requests/s, latency percentiles (ms), and the CPU share used by wrk and
     the server during the run (1.0 = one core busy)."""
     wrk = require_wrk()
@@ -156,7 +157,8 @@ def run_wrk(url: str, lua: Path, seconds: float, connections: int = 8, threads: 
                   "-s", str(lua), url], cpus)
     s0 = server.cpu() if server else float("nan")
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **env} if env else None)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     out, err = p.stdout.read(), p.stderr.read()
