@@ -97,16 +97,40 @@ local seq = tonumber(os.getenv("BENCH_SEQ") or "0")
 local function iso(ms)
   return os.date("!%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03dZ", ms % 1000)
 end
+-- The template cut once into literal parts and placeholders (kind T, U or I, and its number).
+local parts, kinds, args, pos = {}, {}, {}, 1
+while true do
+  local s, e, kind, arg = tpl:find("@@(%u)(%d*)@@", pos)
+  if not s then break end
+  parts[#parts + 1] = tpl:sub(pos, s - 1)
+  kinds[#kinds + 1] = kind
+  args[#args + 1] = tonumber(arg) or 0
+  pos = e + 1
+end
+local tail = tpl:sub(pos)
+local buf = {}
 request = function()
   local k = seq
   seq = seq + 1
   local pop = k % {populations}
   local shift = math.floor(k / {populations}) * {step}
   local suffix = "~" .. string.char(97 + math.floor(pop / 26), 97 + pop % 26)
-  local body = tpl:gsub("@@T(%d+)@@", function(ms) return iso(tonumber(ms) + shift) end)
-  body = body:gsub("@@U@@", suffix)
-  body = body:gsub("@@I(%d+)@@", function(a) return tostring((tonumber(a) - 1 + pop) % 223 + 1) end)
-  return wrk.format(nil, nil, nil, body)
+  local n = 0
+  for i = 1, #parts do
+    local kind, v = kinds[i]
+    if kind == "T" then
+      v = iso(args[i] + shift)
+    elseif kind == "U" then
+      v = suffix
+    else
+      v = tostring((args[i] - 1 + pop) % 223 + 1)
+    end
+    buf[n + 1] = parts[i]
+    buf[n + 2] = v
+    n = n + 2
+  end
+  buf[n + 1] = tail
+  return wrk.format(nil, nil, nil, table.concat(buf, "", 1, n + 1))
 end
 local bad = 0
 response = function(status, headers, body)
