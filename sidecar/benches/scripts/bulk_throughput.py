@@ -56,8 +56,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, Server, log, loadavg, median_runs, run_wrk, vigil_binary,  # noqa: E402
-                    tree_cpu_seconds, write_lua)
+from common import (LUA_REPORT, REPO, Server, log, loadavg, lua_check, median_runs, run_wrk,  # noqa: E402
+                    tree_cpu_seconds, vigil_binary, write_lua)
 
 INDEX = "vigil-bench-auth"
 
@@ -131,16 +131,6 @@ request = function()
   end
   buf[n + 1] = tail
   return wrk.format(nil, nil, nil, table.concat(buf, "", 1, n + 1))
-end
-local bad = 0
-response = function(status, headers, body)
-  if status ~= 200 then bad = bad + 1 end
-  if body and string.find(body, '"errors":true', 1, true) then bad = bad + 1 end
-end
-done = function(summary, latency, requests)
-  io.write(string.format("BENCH requests=%d errors_status=%d p50_us=%d p90_us=%d p99_us=%d mean_us=%.1f bad=%d\\n",
-    summary.requests, summary.errors.status, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.mean, bad))
 end
 """
 
@@ -231,7 +221,8 @@ def main() -> int:
         (d / "template").write_text(template)
         lua = d / "fresh.lua"
         lua.write_text(FRESH_LUA.replace("{template}", str(d / "template"))
-                       .replace("{populations}", str(POPULATIONS)).replace("{step}", str(STEP_MS)))
+                       .replace("{populations}", str(POPULATIONS)).replace("{step}", str(STEP_MS))
+                       + LUA_REPORT.format(check=lua_check('"errors":true')))
     # Fresh events: the next request number per target (request 0 is the check bulk below).
     seq: dict[str, int] = {}
 

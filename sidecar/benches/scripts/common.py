@@ -109,23 +109,40 @@ def require_wrk() -> str:
     return wrk
 
 
+# Counts failed responses (non-200, or `{check}`, Lua run per response) and prints the BENCH
+# line run_wrk parses. Appended to every wrk script. `done` runs in wrk's main Lua state, not in
+# the threads' states that counted: it reads each thread's `bad` through `setup`'s handles.
+LUA_REPORT = """
+local threads = {{}}
+setup = function(thread) table.insert(threads, thread) end
+bad = 0
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1 end
+  {check}
+end
+done = function(summary, latency, requests)
+  local failed = 0
+  for _, t in ipairs(threads) do failed = failed + (t:get("bad") or 0) end
+  io.write(string.format("BENCH requests=%d errors_status=%d p50_us=%d p90_us=%d p99_us=%d mean_us=%.1f bad=%d\\n",
+    summary.requests, summary.errors.status, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, failed))
+end
+"""
+
 LUA = """
 local f = assert(io.open("{body}", "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "{ctype}"
-local bad = 0
-response = function(status, headers, body)
-  if status ~= 200 then bad = bad + 1 end
-  {check}
-end
-done = function(summary, latency, requests)
-  io.write(string.format("BENCH requests=%d errors_status=%d p50_us=%d p90_us=%d p99_us=%d mean_us=%.1f bad=%d\\n",
-    summary.requests, summary.errors.status, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.mean, bad))
-end
-"""
+""" + LUA_REPORT
+
+
+def lua_check(check_substring: str | None) -> str:
+    """Lua counting a response whose body contains check_substring as bad (string.find, plain)."""
+    if not check_substring:
+        return ""
+    return f'if body and string.find(body, {lua_str(check_substring)}, 1, true) then bad = bad + 1 end'
 
 
 def write_lua(body: bytes, ctype: str, check_substring: str | None = None) -> tuple[Path, Path]:
@@ -134,10 +151,7 @@ def write_lua(body: bytes, ctype: str, check_substring: str | None = None) -> tu
     d = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     bp = d / "body"
     bp.write_bytes(body)
-    check = ""
-    if check_substring:
-        # string.find with plain=true
-        check = f'if body and string.find(body, {lua_str(check_substring)}, 1, true) then bad = bad + 1 end'
+    check = lua_check(check_substring)
     lp = d / "post.lua"
     lp.write_text(LUA.format(body=bp, ctype=ctype, check=check))
     return bp, lp
