@@ -170,7 +170,7 @@ fn main() {
     println!("\n## state for {n_users} users (3 events each), bound {bound} bytes");
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| entries (entity x stream) | {entries} |");
+    println!("| entries (entities: users and source IPs) | {entries} |");
     println!(
         "| weighted size (moka) | {weighted} ({:.1}% of the bound) |",
         100.0 * weighted as f64 / bound as f64

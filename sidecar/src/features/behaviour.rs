@@ -2,11 +2,11 @@
 //! new for this user, how many failures preceded it, how fast would they have travelled).
 //!
 //! The contract is in `docs/bundle-format.md` ("Behavioural features"). History lives in a
-//! bounded moka cache weighted in bytes: one *stream* per (entity path, `when` filter, source
-//! path), so features reading the same events share one history (`failures_15m` and
-//! `failures_1h`). Documents are processed in event-time order; a document's features are
-//! computed before its own event is recorded, and it is recorded once per stream however many
-//! models read it.
+//! bounded moka cache weighted in bytes, one entry per entity (a user, a source IP) holding one
+//! history per *stream*: (entity path, `when` filter, source path), so features reading the same
+//! events share one history (`failures_15m` and `failures_1h`). Documents are processed in
+//! event-time order; a document's features are computed before its own event is recorded, and
+//! it is recorded once per stream however many models read it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
