@@ -185,8 +185,8 @@ fn main() {
         "| RSS bytes per entry | {:.0} |",
         rss as f64 / entries.max(1) as f64
     );
-    // Entries per user: every stream that recorded one of the user's events (of user.name and
-    // of its own source.ip), measured on a state that evicts nothing.
+    // Entries per user: the entities that recorded one of the user's events (the user.name and
+    // its own source.ip, each holding its streams), measured on a state that evicts nothing.
     let per_user = {
         let probe = BehaviourState::new(1 << 32, Duration::from_secs(86400 * 30));
         let batch: Vec<Value> = (0..100).flat_map(|u| events(u, t0)).collect();
