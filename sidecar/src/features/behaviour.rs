@@ -158,29 +158,34 @@ impl BehaviourFeature {
 impl BehaviourFeature {
     /// The value (text form) and location this feature's stream records for `doc`.
     pub fn event_of(&self, doc: &Value) -> (Option<String>, Option<(f64, f64)>) {
+        let (value, location) = self.event_from(self.sources.iter().map(|p| lookup_whole(doc, p)));
+        (value.map(Cow::into_owned), location)
+    }
+
+    /// As [`BehaviourFeature::event_of`], from what [`lookup_whole`] found at each source path.
+    fn event_from<'d>(
+        &self,
+        mut found: impl Iterator<Item = Option<&'d Value>>,
+    ) -> (Option<Cow<'d, str>>, Option<(f64, f64)>) {
         if self.kind == Kind::VelocityKmh {
             // A point may be a `[lon, lat]` array: read it whole.
-            let source = self.sources.iter().find_map(|p| lookup_whole(doc, p));
-            (
-                source.map(|v| text(v).into_owned()),
-                source.and_then(location),
-            )
+            let source = found.find_map(|v| v);
+            (source.map(text), source.and_then(location))
         } else {
-            (
-                self.sources
-                    .iter()
-                    .find_map(|p| lookup(doc, p))
-                    .map(|v| text(v).into_owned()),
-                None,
-            )
+            (found.find_map(|v| v.and_then(first_value)).map(text), None)
         }
     }
 
     /// Whether this feature's stream records `doc` (its `when` filter).
     pub fn records(&self, doc: &Value) -> bool {
+        self.records_given(|field| lookup(doc, field))
+    }
+
+    /// As [`BehaviourFeature::records`], reading the `when` field through `lookup`.
+    fn records_given<'d>(&self, lookup: impl FnOnce(&str) -> Option<&'d Value>) -> bool {
         match &self.when {
             None => true,
-            Some(w) => lookup(doc, &w.field).is_some_and(|v| *v == w.equals),
+            Some(w) => lookup(&w.field).is_some_and(|v| *v == w.equals),
         }
     }
 }
@@ -666,24 +671,11 @@ impl BehaviourState {
             let mut events = Vec::with_capacity(streams.len());
             for &k in streams {
                 let s = plan.streams[k];
-                let (value, location) = if s.kind == Kind::VelocityKmh {
-                    // A point may be a `[lon, lat]` array: read it whole.
-                    let source = plan.sources[k].iter().find_map(|&p| whole[p]);
-                    let location = source.and_then(location);
-                    if source.is_some() && location.is_none() {
-                        tally.count(SkipReason::BadLocation);
-                    }
-                    (source.map(text), location)
-                } else {
-                    (
-                        plan.sources[k].iter().find_map(|&p| first(p)).map(text),
-                        None,
-                    )
-                };
-                let records = match (&s.when, plan.when[k]) {
-                    (Some(w), Some(p)) => first(p).is_some_and(|v| *v == w.equals),
-                    _ => true,
-                };
+                let (value, location) = s.event_from(plan.sources[k].iter().map(|&p| whole[p]));
+                if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
+                    tally.count(SkipReason::BadLocation);
+                }
+                let records = s.records_given(|_| plan.when[k].and_then(first));
                 events.push(Event {
                     doc: i,
                     stream: k,
