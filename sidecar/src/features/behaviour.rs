@@ -242,12 +242,6 @@ impl SkipReason {
 pub const SKIPPED_METRIC: &str = "vigil_behaviour_skipped_total";
 
 impl Skipped {
-    /// Counts one skip here and in the metrics facade.
-    pub fn count(&self, reason: SkipReason) {
-        self.slot(reason).fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(SKIPPED_METRIC, "reason" => reason.as_str()).increment(1);
-    }
-
     fn slot(&self, reason: SkipReason) -> &AtomicU64 {
         match reason {
             SkipReason::NoTimestamp => &self.no_timestamp,
@@ -661,7 +655,7 @@ impl BehaviourState {
         let whole: Vec<Option<&Value>> = plan.paths.iter().map(|p| lookup_whole(doc, p)).collect();
         let first = |p: usize| whole[p].and_then(first_value);
         let mut out = Vec::with_capacity(plan.entities.len());
-        for (path, _, streams) in &plan.entities {
+        for (n, (path, _, streams)) in plan.entities.iter().enumerate() {
             let Some(entity) = first(*path).map(text) else {
                 for _ in streams {
                     tally.count(SkipReason::NoEntity);
@@ -686,7 +680,7 @@ impl BehaviourState {
                     records,
                 });
             }
-            out.push((*path, entity, events));
+            out.push((n, entity, events));
         }
         out
     }
@@ -696,18 +690,12 @@ impl BehaviourState {
     fn replay(
         &self,
         plan: &Plan,
-        path: usize,
+        entity: usize,
         value: Cow<str>,
         events: Vec<Event>,
         tally: &Tally,
     ) -> Vec<(usize, usize, f32)> {
-        let part = &plan
-            .entities
-            .iter()
-            .find(|(p, _, _)| *p == path)
-            .expect("grouped by the plan's entities")
-            .1;
-        let key: EntityKey = (part.clone(), value.into_owned());
+        let key: EntityKey = (plan.entities[entity].1.clone(), value.into_owned());
         self.lookups
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let mut out = Vec::with_capacity(events.len() * 4);
@@ -742,7 +730,7 @@ impl BehaviourState {
                     continue;
                 }
             }
-            if !history.is_empty() && holds(history, e.at, e.key, e.value.as_deref()) {
+            if holds(history, e.at, e.key, e.value.as_deref()) {
                 tally.count(SkipReason::Duplicate);
                 continue;
             }
