@@ -190,6 +190,28 @@ async fn single_document_endpoints_score_too() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // Pretty-printed, as curl users and consoles send it (Elasticsearch accepts it).
+    let r = client
+        .put(app.url(&format!("/{index}/_doc/pretty?refresh=true")))
+        .header("content-type", "application/json")
+        .body("{\r\n  \"features\": {\n    \"f0\": 2.5\n  }\n}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let got: Value = client
+        .get(app.url(&format!("/{index}/_doc/pretty")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["_source"]["features"]["f0"], 2.5, "{got}");
+    assert!(
+        got["_source"]["ml"]["inference"]["logreg_binary"]["score"].is_f64(),
+        "{got}"
+    );
     let got: Value = client
         .get(app.url(&format!("/{index}/_doc/one")))
         .send()
@@ -204,7 +226,7 @@ async fn single_document_endpoints_score_too() {
     );
     assert_eq!(
         total(&search(&index, "_exists_:ml.inference.logreg_binary.score").await),
-        2
+        3
     );
     let bad = client
         .post(app.url(&format!("/{index}/_doc")))

@@ -239,10 +239,15 @@ pub async fn single_doc(
         let limit = state.config.server.max_body_bytes;
         let raw = read_body(body, limit).await?;
         let body = decode_body(&headers, raw, limit)?;
-        // Reuse the bulk stages: one synthetic item.
+        // Reuse the bulk stages: one synthetic item. The body may be pretty-printed JSON; its
+        // line breaks can only be whitespace between tokens (JSON strings escape theirs), so
+        // as spaces they keep it one NDJSON line with the same meaning.
         let mut framed = Vec::with_capacity(body.len() + 16);
         framed.extend_from_slice(b"{\"index\":{}}\n");
-        framed.extend_from_slice(&body);
+        framed.extend(body.iter().map(|&b| match b {
+            b'\n' | b'\r' => b' ',
+            b => b,
+        }));
         framed.push(b'\n');
         let config = state.config.clone();
         let registry = state.registry.clone();
