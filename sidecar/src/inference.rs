@@ -3,7 +3,8 @@
 //! Each document ends as its own `Ok(result)` or `Err(error)`; one bad document never fails the
 //! others. Results have the shape of the Elasticsearch `inference` processor's output.
 
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value};
 
 use crate::bundle::{Bundle, Task};
 use crate::explain::Explanation;
@@ -324,75 +325,165 @@ fn select(bundle: &Bundle, result: &InferenceResult, e: Explanation) -> Explaine
 }
 
 impl InferenceResult {
-    /// The result object written at the bundle's target field.
+    /// The result object written at the bundle's target field, as a JSON value.
     pub fn to_json(&self, bundle: &Bundle) -> Value {
-        let mut o = Map::new();
-        match &self.predicted {
-            Predicted::Class(c) => o.insert(key::PREDICTED_VALUE.into(), json!(c)),
-            Predicted::Value(v) => o.insert(key::PREDICTED_VALUE.into(), json!(v)),
-        };
-        if let Some(p) = self.prediction_probability {
-            o.insert(key::PREDICTION_PROBABILITY.into(), json!(p));
-            o.insert(key::PREDICTION_SCORE.into(), json!(p));
+        serde_json::to_value(self.rendered(bundle)).expect("results serialise")
+    }
+
+    /// The result object, serialisable straight into bytes (the `_bulk` path writes it without
+    /// building a [`Value`]); [`Self::to_json`] goes through it too, so both have the same keys
+    /// in the same order.
+    pub fn rendered<'a>(&'a self, bundle: &'a Bundle) -> Rendered<'a> {
+        Rendered {
+            result: self,
+            bundle,
         }
-        o.insert(key::SCORE.into(), json!(self.score));
-        if !self.top_classes.is_empty() {
-            let top: Vec<Value> = self
+    }
+}
+
+/// See [`InferenceResult::rendered`].
+pub struct Rendered<'a> {
+    result: &'a InferenceResult,
+    bundle: &'a Bundle,
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.result;
+        let mut o = s.serialize_map(None)?;
+        match &r.predicted {
+            Predicted::Class(c) => o.serialize_entry(key::PREDICTED_VALUE, c)?,
+            Predicted::Value(v) => o.serialize_entry(key::PREDICTED_VALUE, v)?,
+        }
+        if let Some(p) = r.prediction_probability {
+            o.serialize_entry(key::PREDICTION_PROBABILITY, &p)?;
+            o.serialize_entry(key::PREDICTION_SCORE, &p)?;
+        }
+        o.serialize_entry(key::SCORE, &r.score)?;
+        if !r.top_classes.is_empty() {
+            let top: Vec<TopClass> = r
                 .top_classes
                 .iter()
-                .map(|(c, p)| json!({key::CLASS_NAME: c, key::CLASS_PROBABILITY: p, key::CLASS_SCORE: p}))
+                .map(|(c, p)| TopClass { class: c, p: *p })
                 .collect();
-            o.insert(key::TOP_CLASSES.into(), Value::Array(top));
+            o.serialize_entry(key::TOP_CLASSES, &top)?;
         }
-        if let Some(x) = &self.explanation {
-            let names = bundle.extractor.features();
-            let items: Vec<Value> = x
+        if let Some(x) = &r.explanation {
+            let names = self.bundle.extractor.features();
+            let items: Vec<Importance> = x
                 .top
                 .iter()
-                .map(|(i, per_col)| {
-                    let value = self.features[*i];
-                    let mut item = Map::new();
-                    item.insert(key::FEATURE_NAME.into(), json!(names[*i].name));
-                    item.insert(key::IMPORTANCE.into(), json!(per_col[x.column]));
-                    item.insert(
-                        key::FEATURE_VALUE.into(),
-                        if value.is_nan() {
-                            Value::Null
-                        } else {
-                            json!(value)
-                        },
-                    );
-                    if !x.column_classes.is_empty() {
-                        let classes: Vec<Value> = x
-                            .column_classes
-                            .iter()
-                            .zip(per_col)
-                            .map(|(c, v)| json!({key::CLASS_NAME: c, key::IMPORTANCE: v}))
-                            .collect();
-                        item.insert(key::CLASSES.into(), Value::Array(classes));
-                    }
-                    Value::Object(item)
+                .map(|(i, per_col)| Importance {
+                    name: &names[*i].name,
+                    importance: per_col[x.column],
+                    // f32 widened as a JSON value widens it; NaN (missing) is null.
+                    value: Some(f64::from(r.features[*i])).filter(|v| !v.is_nan()),
+                    classes: &x.column_classes,
+                    per_col,
                 })
                 .collect();
-            o.insert(key::FEATURE_IMPORTANCE.into(), Value::Array(items));
+            o.serialize_entry(key::FEATURE_IMPORTANCE, &items)?;
             let reported = if x.column_classes.is_empty() && x.explanation.expected_value.len() == 2
             {
-                bundle.positive
+                self.bundle.positive
             } else {
                 x.column
             };
-            o.insert(
-                key::EXPLANATION.into(),
-                json!({
-                    key::EXPLANATION_METHOD: x.explanation.method,
-                    key::EXPLANATION_APPROXIMATE: x.explanation.approximate,
-                    key::EXPLANATION_SPACE: x.explanation.space.as_str(),
-                    key::EXPLANATION_EXPECTED_VALUE: x.explanation.expected_value.get(reported).copied().unwrap_or(0.0),
-                }),
-            );
+            o.serialize_entry(
+                key::EXPLANATION,
+                &ExplanationMeta {
+                    method: x.explanation.method,
+                    approximate: x.explanation.approximate,
+                    space: x.explanation.space.as_str(),
+                    expected_value: x
+                        .explanation
+                        .expected_value
+                        .get(reported)
+                        .copied()
+                        .unwrap_or(0.0),
+                },
+            )?;
         }
-        o.insert(key::MODEL_ID.into(), json!(self.model_id));
-        o.insert(key::MODEL_VERSION.into(), json!(self.model_version));
-        Value::Object(o)
+        o.serialize_entry(key::MODEL_ID, &r.model_id)?;
+        o.serialize_entry(key::MODEL_VERSION, &r.model_version)?;
+        o.end()
+    }
+}
+
+struct TopClass<'a> {
+    class: &'a str,
+    p: f64,
+}
+
+impl Serialize for TopClass<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(Some(3))?;
+        o.serialize_entry(key::CLASS_NAME, self.class)?;
+        o.serialize_entry(key::CLASS_PROBABILITY, &self.p)?;
+        o.serialize_entry(key::CLASS_SCORE, &self.p)?;
+        o.end()
+    }
+}
+
+struct Importance<'a> {
+    name: &'a str,
+    importance: f64,
+    value: Option<f64>,
+    /// Multiclass: the class of each column of `per_col`; empty otherwise.
+    classes: &'a [String],
+    per_col: &'a [f64],
+}
+
+impl Serialize for Importance<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry(key::FEATURE_NAME, self.name)?;
+        o.serialize_entry(key::IMPORTANCE, &self.importance)?;
+        o.serialize_entry(key::FEATURE_VALUE, &self.value)?;
+        if !self.classes.is_empty() {
+            let classes: Vec<ClassImportance> = self
+                .classes
+                .iter()
+                .zip(self.per_col)
+                .map(|(class, importance)| ClassImportance {
+                    class,
+                    importance: *importance,
+                })
+                .collect();
+            o.serialize_entry(key::CLASSES, &classes)?;
+        }
+        o.end()
+    }
+}
+
+struct ClassImportance<'a> {
+    class: &'a str,
+    importance: f64,
+}
+
+impl Serialize for ClassImportance<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(Some(2))?;
+        o.serialize_entry(key::CLASS_NAME, self.class)?;
+        o.serialize_entry(key::IMPORTANCE, &self.importance)?;
+        o.end()
+    }
+}
+
+struct ExplanationMeta<'a> {
+    method: &'a str,
+    approximate: bool,
+    space: &'a str,
+    expected_value: f64,
+}
+
+impl Serialize for ExplanationMeta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_map(Some(4))?;
+        o.serialize_entry(key::EXPLANATION_METHOD, self.method)?;
+        o.serialize_entry(key::EXPLANATION_APPROXIMATE, &self.approximate)?;
+        o.serialize_entry(key::EXPLANATION_SPACE, self.space)?;
+        o.serialize_entry(key::EXPLANATION_EXPECTED_VALUE, &self.expected_value)?;
+        o.end()
     }
 }

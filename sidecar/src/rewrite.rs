@@ -1,6 +1,8 @@
 //! Rewriting a bulk request: route each document, score each model's documents in batched jobs,
 //! write the results into the documents, and rebuild the body to forward. Lines of documents
-//! that no model scores are forwarded byte for byte.
+//! that no model scores are forwarded byte for byte; a scored document's line too, with its
+//! results appended as new top-level keys (re-serialised from the parsed document only when it
+//! already has such a key, or was normalised).
 //!
 //! A document whose scoring fails is never dropped: fail-open forwards it unscored with a
 //! `vigil.error` marker; fail-closed answers it as a failed item in its place.
@@ -9,7 +11,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use crate::bulk::{Entry, ItemError, OpType};
 use crate::bundle::ModelRegistry;
@@ -38,8 +41,8 @@ pub struct Stats {
 }
 
 /// One model's result for one document: the model name and, scored, the target field and the
-/// value to write there.
-type ModelOutcome<'a> = (&'a str, Result<(String, Value), DocError>);
+/// result object (serialised) to write there.
+type ModelOutcome<'a> = (&'a str, Result<(String, Bytes), DocError>);
 
 /// Documents per parallel scoring job: small enough that a bulk spreads over the pool's threads
 /// (several jobs per thread, so a busy thread does not hold up the rest), large enough that the
@@ -217,7 +220,7 @@ impl<'a> Scoring<'a> {
         indices: &[usize],
         routed: &[Routed<'a>],
         context: Option<&[BehaviourValues]>,
-    ) -> Vec<Result<(String, Value), DocError>> {
+    ) -> Vec<Result<(String, Bytes), DocError>> {
         let Some(bundle) = self.registry.get(model) else {
             return indices
                 .iter()
@@ -244,7 +247,9 @@ impl<'a> Scoring<'a> {
                 let behaviour = context.map(|c| &c[offset..offset + chunk.len()]);
                 infer_with(&bundle, &refs, behaviour, self.policy)
                     .into_iter()
-                    .map(|r| r.map(|r| (bundle.target_field.clone(), r.to_json(&bundle))))
+                    .map(|r| {
+                        r.map(|r| (bundle.target_field.clone(), serialise(&r.rendered(&bundle))))
+                    })
             })
             .collect()
     }
@@ -284,25 +289,36 @@ impl<'a> Scoring<'a> {
         let Some(Value::Object(mut doc)) = doc else {
             unreachable!("scored documents are objects")
         };
+        if outcomes.iter().all(|(_, o)| o.is_ok()) {
+            let line = if normalized {
+                Some(serialise(&doc))
+            } else {
+                item.source_line.clone()
+            };
+            let results = outcomes.iter().filter_map(|(_, o)| o.as_ref().ok());
+            if let Some(line) = line.and_then(|l| appended(&l, &doc, results)) {
+                return forwarded(Some(line), true, false);
+            }
+        }
         let mut failure: Option<Failure> = None;
         for (model, outcome) in outcomes {
-            let written =
-                outcome
-                    .map_err(|e| doc_failure(model, &e))
-                    .and_then(|(target, value)| {
-                        write_at(&mut doc, &target, value).map_err(|e| Failure {
-                            status: 400,
-                            kind: "document_parsing_exception",
-                            reason: e.to_string(),
-                            model: model.to_string(),
-                        })
-                    });
+            let written = outcome
+                .map_err(|e| doc_failure(model, &e))
+                .and_then(|(target, json)| {
+                    let value = serde_json::from_slice(&json).expect("results parse");
+                    write_at(&mut doc, &target, value).map_err(|e| Failure {
+                        status: 400,
+                        kind: "document_parsing_exception",
+                        reason: e.to_string(),
+                        model: model.to_string(),
+                    })
+                });
             if let Err(f) = written {
                 failure.get_or_insert(f);
             }
         }
         let Some(f) = failure else {
-            return forwarded(Some(serialise(&Value::Object(doc))), true, false);
+            return forwarded(Some(serialise(&doc)), true, false);
         };
         if self.on_failure == ScoringFailure::Reject {
             return Assembled {
@@ -322,7 +338,7 @@ impl<'a> Scoring<'a> {
         let marker = json!({"type": f.kind, "reason": f.reason, "model": f.model});
         // A document that cannot even take the marker is forwarded as sent.
         let _ = write_at(&mut doc, crate::fields::VIGIL_ERROR, marker);
-        forwarded(Some(serialise(&Value::Object(doc))), false, true)
+        forwarded(Some(serialise(&doc)), false, true)
     }
 }
 
@@ -332,8 +348,55 @@ impl Routed<'_> {
     }
 }
 
-fn serialise(doc: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(doc).expect("JSON values serialise"))
+fn serialise(value: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("JSON values serialise"))
+}
+
+/// `line`, the text of the JSON object `doc`, with each result appended as a new top-level key
+/// (`"ml":{"inference":{"<model>":{…}}}`), so the caller's bytes stay as sent and only the
+/// results are serialised. `None` when the document already has a result's top-level key, or two
+/// results share one: they are then merged into the parsed document.
+fn appended<'r>(
+    line: &[u8],
+    doc: &Map<String, Value>,
+    results: impl Iterator<Item = &'r (String, Bytes)> + Clone,
+) -> Option<Bytes> {
+    let end = line.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if line[end] != b'}' {
+        return None;
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    let mut len = end + 1;
+    for (target, json) in results.clone() {
+        let key = target.split('.').next().unwrap_or_default();
+        if doc.contains_key(key) || keys.contains(&key) {
+            return None;
+        }
+        keys.push(key);
+        len += json.len() + 4 * target.len() + 8;
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&line[..end]);
+    let mut first = doc.is_empty();
+    for (target, json) in results {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let mut depth = 0;
+        for (n, part) in target.split('.').enumerate() {
+            if n > 0 {
+                out.push(b'{');
+                depth += 1;
+            }
+            serde_json::to_writer(&mut out, part).expect("strings serialise");
+            out.push(b':');
+        }
+        out.extend_from_slice(json);
+        out.extend(std::iter::repeat_n(b'}', depth));
+    }
+    out.push(b'}');
+    Some(Bytes::from(out))
 }
 
 fn doc_failure(model: &str, e: &DocError) -> Failure {

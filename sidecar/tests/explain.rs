@@ -128,6 +128,84 @@ fn results_carry_the_inference_processor_shape_with_readable_feature_names() {
     assert_eq!(json["explanation"]["approximate"], false);
 }
 
+/// The `_bulk` path serialises results straight to bytes (`InferenceResult::rendered`); the
+/// other paths go through a JSON value. Both must write the same bytes, for every task: classes
+/// per importance (multiclass), no classes (regression), missing features (null values).
+#[test]
+fn results_serialise_to_the_same_bytes_directly_and_through_a_json_value() {
+    for name in [
+        "logreg_binary",
+        "xgb_multiclass",
+        "xgb_regressor",
+        "rf_binary",
+    ] {
+        let b = load(&bundle(name)).unwrap();
+        let g = golden::read(&b.dir.join("golden.json")).unwrap();
+        let mut docs: Vec<serde_json::Value> = g
+            .rows
+            .iter()
+            .filter_map(|r| r.document.clone())
+            .take(8)
+            .collect();
+        // A document with no features at all: every feature takes its missing value.
+        docs.push(serde_json::json!({"unrelated": true}));
+        let refs: Vec<&serde_json::Value> = docs.iter().collect();
+        for r in infer(&b, &refs, ExplainPolicy::All) {
+            let r = r.unwrap();
+            let direct = serde_json::to_vec(&r.rendered(&b)).unwrap();
+            let value = r.to_json(&b);
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&value).unwrap(),
+                "{name}"
+            );
+            let keys: Vec<&str> = value
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut want = vec!["predicted_value"];
+            if r.prediction_probability.is_some() {
+                want.extend(["prediction_probability", "prediction_score"]);
+            }
+            want.push("score");
+            if !r.top_classes.is_empty() {
+                want.push("top_classes");
+            }
+            want.extend([
+                "feature_importance",
+                "explanation",
+                "model_id",
+                "model_version",
+            ]);
+            assert_eq!(
+                keys, want,
+                "{name}: the inference processor's keys, in order"
+            );
+            let first = &value["feature_importance"][0];
+            assert_eq!(
+                first.get("classes").is_some(),
+                name == "xgb_multiclass",
+                "{name}: per-class importances only for multiclass: {first}"
+            );
+        }
+        let missing = infer(&b, &[&docs[docs.len() - 1]], ExplainPolicy::All)
+            .remove(0)
+            .unwrap();
+        if missing.features.iter().any(|v| v.is_nan()) {
+            let json = missing.to_json(&b);
+            let values: Vec<&serde_json::Value> = json["feature_importance"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| &i["feature_value"])
+                .collect();
+            assert!(values.iter().any(|v| v.is_null()), "{name}: {json}");
+        }
+    }
+}
+
 #[test]
 fn explanations_follow_the_policy_and_min_score() {
     let tmp = tempfile::tempdir().unwrap();
