@@ -33,6 +33,12 @@ enriched them (read back from the check bulk) straight to Elasticsearch: it spli
 latency into Elasticsearch storing the results (larger documents, which its own inference
 processor would store too) and Vigil's own time.
 
+--min-score S: login-risk explains only documents scoring at least S (the bundle's
+`explanation.min_score`, 0 as shipped, so every document is explained). Vigil then runs a copy of the
+embedded defaults whose `[models] paths` point at a copy of models/ with that one manifest value
+changed; the check bulk reports how many documents carry `feature_importance`. This measures what an
+operator who explains only alert-level scores on a high-volume stream would see.
+
 --mapped: first install Vigil's templates (`vigil setup`) and write to `vigil-events-bench`, which
 they map (ECS fields as keywords, `ml.inference.*` typed), as a deployment would; without it the
 index is dynamically mapped (every string as text plus keyword) in both paths.
@@ -171,6 +177,28 @@ def render(template: str, k: int) -> bytes:
     return body.encode()
 
 
+def min_score_config(min_score: float) -> Path:
+    """The embedded defaults, reading a copy of models/ whose login-risk explains only documents
+    scoring at least `min_score`. Every other file is a symlink to the shipped one."""
+    d = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    for bundle in (REPO / "models").iterdir():
+        if not (bundle / "manifest.json").exists():
+            continue
+        (d / bundle.name).mkdir()
+        for f in bundle.iterdir():
+            (d / bundle.name / f.name).symlink_to(f)
+    manifest = d / "login-risk" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    manifest.unlink()
+    m["explanation"]["min_score"] = min_score
+    manifest.write_text(json.dumps(m, indent=2))
+    cfg = (REPO / "sidecar/config/default.toml").read_text()
+    new = cfg.replace('paths = ["models"]', f'paths = ["{d}"]', 1)
+    assert new != cfg, "sidecar/config/default.toml no longer sets [models] paths as expected"
+    (d / "vigil.toml").write_text(new)
+    return d / "vigil.toml"
+
+
 def es_pid(es_url: str) -> int | None:
     port = es_url.rsplit(":", 1)[1].strip("/")
     p = Path(f"/tmp/vigil-es-{port}/es.pid")
@@ -197,6 +225,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeat", action="store_true",
                     help="send the same bulk every time (duplicates the state skips) instead of fresh events")
+    ap.add_argument("--min-score", type=float, default=None,
+                    help="login-risk explains only documents scoring at least this (shipped: 0, every document)")
     ap.add_argument("--mapped", action="store_true",
                     help="install Vigil's templates and index into vigil-events-bench")
     args = ap.parse_args()
@@ -241,15 +271,18 @@ def main() -> int:
     null_bin = vigil_binary().parent / "examples" / "null_es"
     if not null_bin.exists():
         sys.exit(f"{null_bin} missing: cargo build --release --example null_es")
+    serve = [str(vigil_binary()), "serve"]
+    if args.min_score is not None:
+        serve += ["--config", str(min_score_config(args.min_score))]
     servers: list[Server] = []
     try:
         null = Server("null_es", [str(null_bin), f"127.0.0.1:{args.null_port}"], f"http://127.0.0.1:{args.null_port}/")
         servers.append(null)
-        vn = Server("vigil-null", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_null_port}"],
+        vn = Server("vigil-null", serve + ["--listen", f"127.0.0.1:{args.vigil_null_port}"],
                     f"http://127.0.0.1:{args.vigil_null_port}/v2/health/ready",
                     env={"VIGIL_ES_URL": f"http://127.0.0.1:{args.null_port}", "VIGIL_LOG": "warn"})
         servers.append(vn)
-        ve = Server("vigil-es", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_es_port}"],
+        ve = Server("vigil-es", serve + ["--listen", f"127.0.0.1:{args.vigil_es_port}"],
                     f"http://127.0.0.1:{args.vigil_es_port}/v2/health/ready",
                     env={"VIGIL_ES_URL": esu, "VIGIL_LOG": "warn"})
         servers.append(ve)
@@ -262,7 +295,10 @@ def main() -> int:
         assert not r.get("errors"), json.dumps(r)[:1000]
         scored = es("POST", f"{esu}/{check}/_count",
                     json.dumps({"query": {"exists": {"field": "ml.inference.login-risk.prediction_probability"}}}).encode())
-        log(f"[bench] check: {scored['count']} of {args.docs} documents indexed through Vigil carry ml.inference.login-risk")
+        explained = es("POST", f"{esu}/{check}/_count", json.dumps(
+            {"query": {"exists": {"field": "ml.inference.login-risk.feature_importance.importance"}}}).encode())
+        log(f"[bench] check: {scored['count']} of {args.docs} documents indexed through Vigil carry "
+            f"ml.inference.login-risk, {explained['count']} with feature_importance")
         if scored["count"] != args.docs:
             raise SystemExit("documents were not scored; not benchmarking")
         hits = es("POST", f"{esu}/{check}/_search",
@@ -326,6 +362,7 @@ def main() -> int:
 
     print(f"_bulk into {INDEX} ({'Vigil templates' if args.mapped else 'dynamic mapping'}), "
           f"{'the same bulk repeated' if args.repeat else 'fresh events every bulk'}, "
+          f"{'every document explained' if args.min_score is None else f'explained at score >= {args.min_score:g}'}, "
           f"{args.docs}-document bulks of login events (routed to login-risk), wrk -t1 "
           f"-c{args.connections} -d{args.seconds:g}s after {args.warmup:g} s warm-up, medians of {args.rounds} "
           f"rounds, nothing pinned, Elasticsearch {version}, load after: {loadavg()}")
