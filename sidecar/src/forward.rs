@@ -7,6 +7,36 @@ use crate::config::EsConfig;
 use crate::es;
 use crate::http::ApiError;
 
+/// Bytes per piece of a forwarded bulk body (see [`body`]).
+const PIECE: usize = 256 << 10;
+
+/// A rewritten bulk (its lines as chunks, four per document) as a streamed request body of
+/// pieces of about [`PIECE`] bytes. Streamed chunk by chunk, each line would be an HTTP chunk of
+/// its own: framing, a vectored write every few lines, and thousands of chunks for
+/// Elasticsearch to decode. Pieces are cut as the body is sent, so at most one is held beside
+/// the chunks.
+pub fn body(chunks: Vec<bytes::Bytes>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures::stream::iter(
+        pieces(chunks).map(Ok::<_, std::io::Error>),
+    ))
+}
+
+fn pieces(chunks: Vec<bytes::Bytes>) -> impl Iterator<Item = bytes::Bytes> {
+    let mut chunks = chunks.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let first = chunks.next()?;
+        if first.len() >= PIECE || chunks.peek().is_none() {
+            return Some(first);
+        }
+        let mut piece = bytes::BytesMut::with_capacity(PIECE);
+        piece.extend_from_slice(&first);
+        while let Some(next) = chunks.next_if(|c| piece.len() + c.len() <= PIECE) {
+            piece.extend_from_slice(&next);
+        }
+        Some(piece.freeze())
+    })
+}
+
 /// Request headers relayed to Elasticsearch.
 const RELAYED: &[&str] = &[
     "content-type",
@@ -166,4 +196,32 @@ pub fn returned_headers(from: &reqwest::header::HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn pieces_keep_every_byte_in_order_and_cut_near_the_piece_size() {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        for i in 0..20_000 {
+            chunks.push(Bytes::from(format!("{{\"index\":{{\"_id\":\"{i}\"}}}}")));
+            chunks.push(Bytes::from_static(b"\n"));
+        }
+        // A line larger than a piece travels whole (after a first piece that is full).
+        chunks.insert(chunks.len() - 2, Bytes::from(vec![b'x'; PIECE * 2]));
+        let whole: Vec<u8> = chunks.concat();
+        let cut: Vec<Bytes> = pieces(chunks).collect();
+        assert_eq!(cut.concat(), whole);
+        assert!(cut.len() < 16, "{} pieces", cut.len());
+        assert_eq!(cut.iter().filter(|p| p.len() > PIECE).count(), 1);
+        assert!(cut[0].len() > PIECE - 64, "{}", cut[0].len());
+        assert_eq!(pieces(Vec::new()).count(), 0);
+        assert_eq!(
+            pieces(vec![Bytes::from_static(b"a")]).collect::<Vec<_>>(),
+            vec![Bytes::from_static(b"a")]
+        );
+    }
 }

@@ -164,8 +164,6 @@ async fn bulk_inner(
     let (upstream_json, mut response_headers) = if rewritten.stats.forwarded == 0 {
         (None, HeaderMap::new())
     } else {
-        let stream =
-            futures::stream::iter(rewritten.chunks.into_iter().map(Ok::<_, std::io::Error>));
         let path = uri.path().to_string();
         let (status, returned, bytes) = upstream
             .exchange(
@@ -173,7 +171,7 @@ async fn bulk_inner(
                 &path,
                 query.as_deref(),
                 &headers,
-                reqwest::Body::wrap_stream(stream),
+                crate::forward::body(rewritten.chunks),
             )
             .await?;
         if !status.is_success() {
