@@ -410,6 +410,15 @@ impl Serialize for Rendered<'_> {
     }
 }
 
+/// A map of these entries, in this order: the small objects of the result.
+macro_rules! entries {
+    ($s:expr, $($key:expr => $value:expr),+ $(,)?) => {{
+        let mut o = $s.serialize_map(None)?;
+        $(o.serialize_entry($key, $value)?;)+
+        o.end()
+    }};
+}
+
 struct TopClass<'a> {
     class: &'a str,
     p: f64,
@@ -417,11 +426,11 @@ struct TopClass<'a> {
 
 impl Serialize for TopClass<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_map(Some(3))?;
-        o.serialize_entry(key::CLASS_NAME, self.class)?;
-        o.serialize_entry(key::CLASS_PROBABILITY, &self.p)?;
-        o.serialize_entry(key::CLASS_SCORE, &self.p)?;
-        o.end()
+        entries!(s,
+            key::CLASS_NAME => self.class,
+            key::CLASS_PROBABILITY => &self.p,
+            key::CLASS_SCORE => &self.p,
+        )
     }
 }
 
@@ -463,10 +472,7 @@ struct ClassImportance<'a> {
 
 impl Serialize for ClassImportance<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_map(Some(2))?;
-        o.serialize_entry(key::CLASS_NAME, self.class)?;
-        o.serialize_entry(key::IMPORTANCE, &self.importance)?;
-        o.end()
+        entries!(s, key::CLASS_NAME => self.class, key::IMPORTANCE => &self.importance)
     }
 }
 
@@ -479,11 +485,11 @@ struct ExplanationMeta<'a> {
 
 impl Serialize for ExplanationMeta<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_map(Some(4))?;
-        o.serialize_entry(key::EXPLANATION_METHOD, self.method)?;
-        o.serialize_entry(key::EXPLANATION_APPROXIMATE, &self.approximate)?;
-        o.serialize_entry(key::EXPLANATION_SPACE, self.space)?;
-        o.serialize_entry(key::EXPLANATION_EXPECTED_VALUE, &self.expected_value)?;
-        o.end()
+        entries!(s,
+            key::EXPLANATION_METHOD => self.method,
+            key::EXPLANATION_APPROXIMATE => &self.approximate,
+            key::EXPLANATION_SPACE => self.space,
+            key::EXPLANATION_EXPECTED_VALUE => &self.expected_value,
+        )
     }
 }
