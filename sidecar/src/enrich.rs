@@ -47,6 +47,56 @@ pub fn write_at(
     Ok(())
 }
 
+/// `text`, a JSON object, with each result appended as a new top-level key
+/// (`"ml":{"inference":{"<model>":{…}}}` for the target `ml.inference.<model>`), so the caller's
+/// bytes stay as sent and only the results are serialised. `has_key` says whether the object has
+/// a top-level key, `empty` whether it is `{}`. `None` when the object already has a result's
+/// top-level key, or two results share one: the caller then writes them into the parsed
+/// document with [`write_at`].
+pub fn appended<'r>(
+    text: &[u8],
+    has_key: impl Fn(&str) -> bool,
+    empty: bool,
+    results: impl Iterator<Item = (&'r str, &'r [u8])> + Clone,
+) -> Option<Vec<u8>> {
+    let end = text.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if text[end] != b'}' {
+        return None;
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    let mut len = end + 1;
+    for (target, json) in results.clone() {
+        let key = target.split('.').next().unwrap_or_default();
+        if has_key(key) || keys.contains(&key) {
+            return None;
+        }
+        keys.push(key);
+        len += json.len() + 4 * target.len() + 8;
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&text[..end]);
+    let mut first = empty;
+    for (target, json) in results {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let mut depth = 0;
+        for (n, part) in target.split('.').enumerate() {
+            if n > 0 {
+                out.push(b'{');
+                depth += 1;
+            }
+            serde_json::to_writer(&mut out, part).expect("strings serialise");
+            out.push(b':');
+        }
+        out.extend_from_slice(json);
+        out.extend(std::iter::repeat_n(b'}', depth));
+    }
+    out.push(b'}');
+    Some(out)
+}
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

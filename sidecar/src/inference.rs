@@ -99,8 +99,27 @@ pub fn infer_with(
     behaviour: Option<&[BehaviourValues]>,
     policy: ExplainPolicy,
 ) -> Vec<Result<InferenceResult, DocError>> {
+    infer_extracted(
+        bundle,
+        docs.len(),
+        |i, row| {
+            let context = behaviour.and_then(|b| b.get(i));
+            bundle.extractor.extract_with(docs[i], context, row)
+        },
+        policy,
+    )
+}
+
+/// Scores `n` documents that `extract(i, row)` writes as feature rows: for documents read
+/// without being parsed into a [`Value`] ([`crate::features::FeatureExtractor::extract_scanned`]).
+pub fn infer_extracted(
+    bundle: &Bundle,
+    n: usize,
+    extract: impl FnMut(usize, &mut [f32]) -> Result<(), FeatureError>,
+    policy: ExplainPolicy,
+) -> Vec<Result<InferenceResult, DocError>> {
     let started = std::time::Instant::now();
-    let results = infer_batch(bundle, docs, behaviour, policy);
+    let results = infer_batch(bundle, n, extract, policy);
     if crate::telemetry::enabled() {
         record(bundle, started.elapsed(), &results);
     }
@@ -130,18 +149,17 @@ fn record(
 
 fn infer_batch(
     bundle: &Bundle,
-    docs: &[&Value],
-    behaviour: Option<&[BehaviourValues]>,
+    docs: usize,
+    mut extract: impl FnMut(usize, &mut [f32]) -> Result<(), FeatureError>,
     policy: ExplainPolicy,
 ) -> Vec<Result<InferenceResult, DocError>> {
     let f = bundle.n_features();
-    let mut rows = Vec::with_capacity(docs.len() * f);
-    let mut row_of: Vec<Result<usize, DocError>> = Vec::with_capacity(docs.len());
+    let mut rows = Vec::with_capacity(docs * f);
+    let mut row_of: Vec<Result<usize, DocError>> = Vec::with_capacity(docs);
     let mut buf = vec![0.0f32; f];
     let mut n = 0;
-    for (i, doc) in docs.iter().enumerate() {
-        let context = behaviour.and_then(|b| b.get(i));
-        match bundle.extractor.extract_with(doc, context, &mut buf) {
+    for i in 0..docs {
+        match extract(i, &mut buf) {
             Ok(()) => {
                 rows.extend_from_slice(&buf);
                 row_of.push(Ok(n));

@@ -340,34 +340,26 @@ fn score(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0usize;
     let mut total = 0usize;
-    let mut pending: Vec<(usize, Result<serde_json::Value, String>)> = Vec::with_capacity(batch);
-    let flush = |pending: &mut Vec<(usize, Result<serde_json::Value, String>)>,
+    let mut pending: Vec<(usize, String)> = Vec::with_capacity(batch);
+    let flush = |pending: &mut Vec<(usize, String)>,
                  out: &mut dyn Write,
                  failed: &mut usize|
      -> std::io::Result<()> {
-        let docs: Vec<serde_json::Value> = pending
-            .iter()
-            .filter_map(|(_, d)| d.as_ref().ok().cloned())
-            .collect();
-        let mut scored =
-            vigil::http::score::score_docs(&registry, &bundle, docs, policy, false).into_iter();
-        for (line, doc) in pending.drain(..) {
-            let entry = match doc {
-                Ok(_) => scored.next().expect("one output per document"),
-                Err(reason) => {
-                    serde_json::json!({"error": {"type": "x_content_parse_exception", "reason": reason}})
+        let docs: Vec<&str> = pending.iter().map(|(_, line)| line.as_str()).collect();
+        let answers = vigil::http::score::score_raw(&registry, &bundle, &docs, policy, false);
+        for ((line, _), answer) in pending.iter().zip(answers) {
+            match answer {
+                Ok(doc) => {
+                    out.write_all(&doc)?;
+                    out.write_all(b"\n")?;
                 }
-            };
-            match entry.get("doc") {
-                Some(doc) => writeln!(out, "{doc}")?,
-                None => {
+                Err(error) => {
                     *failed += 1;
-                    let mut e = entry;
-                    e["line"] = serde_json::json!(line);
-                    writeln!(out, "{e}")?;
+                    writeln!(out, "{}", serde_json::json!({"error": error, "line": line}))?;
                 }
             }
         }
+        pending.clear();
         Ok(())
     };
     for (i, line) in input.lines().enumerate() {
@@ -382,9 +374,7 @@ fn score(
             continue;
         }
         total += 1;
-        let parsed = serde_json::from_str::<serde_json::Value>(&line)
-            .map_err(|e| format!("malformed JSON on line {}: {e}", i + 1));
-        pending.push((i + 1, parsed));
+        pending.push((i + 1, line));
         if pending.len() >= batch {
             if let Err(e) = flush(&mut pending, &mut out, &mut failed) {
                 eprintln!("cannot write output: {e}");

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::bulk::{Entry, ItemError, OpType};
 use crate::bundle::ModelRegistry;
 use crate::config::ScoringFailure;
-use crate::enrich::write_at;
+use crate::enrich::{appended, write_at};
 use crate::inference::{infer_with, BehaviourValues, DocError, ExplainPolicy};
 use crate::merge::Slot;
 use crate::route::Routes;
@@ -295,9 +295,13 @@ impl<'a> Scoring<'a> {
             } else {
                 item.source_line.clone()
             };
-            let results = outcomes.iter().filter_map(|(_, o)| o.as_ref().ok());
-            if let Some(line) = line.and_then(|l| appended(&l, &doc, results)) {
-                return forwarded(Some(line), true, false);
+            let results = outcomes
+                .iter()
+                .filter_map(|(_, o)| o.as_ref().ok())
+                .map(|(target, json)| (target.as_str(), &json[..]));
+            let has_key = |key: &str| doc.contains_key(key);
+            if let Some(line) = line.and_then(|l| appended(&l, has_key, doc.is_empty(), results)) {
+                return forwarded(Some(Bytes::from(line)), true, false);
             }
         }
         let mut failure: Option<Failure> = None;
@@ -350,53 +354,6 @@ impl Routed<'_> {
 
 fn serialise(value: &impl Serialize) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("JSON values serialise"))
-}
-
-/// `line`, the text of the JSON object `doc`, with each result appended as a new top-level key
-/// (`"ml":{"inference":{"<model>":{…}}}`), so the caller's bytes stay as sent and only the
-/// results are serialised. `None` when the document already has a result's top-level key, or two
-/// results share one: they are then merged into the parsed document.
-fn appended<'r>(
-    line: &[u8],
-    doc: &Map<String, Value>,
-    results: impl Iterator<Item = &'r (String, Bytes)> + Clone,
-) -> Option<Bytes> {
-    let end = line.iter().rposition(|b| !b.is_ascii_whitespace())?;
-    if line[end] != b'}' {
-        return None;
-    }
-    let mut keys: Vec<&str> = Vec::new();
-    let mut len = end + 1;
-    for (target, json) in results.clone() {
-        let key = target.split('.').next().unwrap_or_default();
-        if doc.contains_key(key) || keys.contains(&key) {
-            return None;
-        }
-        keys.push(key);
-        len += json.len() + 4 * target.len() + 8;
-    }
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&line[..end]);
-    let mut first = doc.is_empty();
-    for (target, json) in results {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let mut depth = 0;
-        for (n, part) in target.split('.').enumerate() {
-            if n > 0 {
-                out.push(b'{');
-                depth += 1;
-            }
-            serde_json::to_writer(&mut out, part).expect("strings serialise");
-            out.push(b':');
-        }
-        out.extend_from_slice(json);
-        out.extend(std::iter::repeat_n(b'}', depth));
-    }
-    out.push(b'}');
-    Some(Bytes::from(out))
 }
 
 fn doc_failure(model: &str, e: &DocError) -> Failure {

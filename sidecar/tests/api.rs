@@ -62,6 +62,67 @@ async fn scores_a_batch_in_order_with_per_document_errors() {
     assert_eq!(docs[2]["doc"]["event"]["id"], "c");
 }
 
+/// Documents come back as sent with the result appended; read back, each equals the parsed
+/// document with the result written at the target (what the API answered before it echoed bytes),
+/// whichever way it was read: scanned, parsed whole (duplicate keys), or merged into an `ml`
+/// object the document already had.
+#[tokio::test]
+async fn echoed_documents_equal_the_parsed_document_with_the_result_written_in() {
+    let app = app("").await;
+    let docs = [
+        r#"{"event": {"id": "spaced"} ,  "features" : { "f0" : 1.5 , "f1": -2 } }"#,
+        r#"{"ml": {"other": 1}, "features": {"f0": 0.5}}"#,
+        r#"{"features": {"f0": 1, "f0": 2}, "features.f1": 3}"#,
+        r#"{}"#,
+        r#"{"f\u0065atures": {"f2": 3}, "features.f3": [4, 5]}"#,
+        "{\"features\":\r\n  {\"f4\": 1e-3}\r\n}\r\n",
+        r#"{"ml": "text", "features": {"f0": 1}}"#,
+    ];
+    let body = format!("{{\"docs\": [{}]}}", docs.join(","));
+    let url = |q: &str| app.url(&format!("/_vigil/score/logreg_binary?explain=all{q}"));
+    let client = reqwest::Client::new();
+    let text = client
+        .post(url(""))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let text = text.text().await.unwrap();
+    assert!(
+        text.contains(r#"{"event": {"id": "spaced"} ,  "features" : { "f0" : 1.5 , "f1": -2 } ,"ml":{"inference":{"logreg_binary":{"#),
+        "{text}"
+    );
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let results: Value = client
+        .post(url("&results_only=true"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (i, doc) in docs.iter().enumerate() {
+        let entry = &answer["docs"][i];
+        if i == docs.len() - 1 {
+            assert_eq!(
+                entry["error"]["type"], "document_parsing_exception",
+                "{entry}"
+            );
+            continue;
+        }
+        let Value::Object(mut want) = serde_json::from_str::<Value>(doc).unwrap() else {
+            panic!("{doc} is an object")
+        };
+        let result = results["docs"][i]["result"].clone();
+        assert!(result["feature_importance"].is_array(), "{result}");
+        vigil::enrich::write_at(&mut want, "ml.inference.logreg_binary", result).unwrap();
+        assert_eq!(entry["doc"], Value::Object(want), "document {i}: {doc}");
+    }
+    assert_eq!(answer["docs"][1]["doc"]["ml"]["other"], 1);
+    assert_eq!(answer["errors"], true);
+}
+
 #[tokio::test]
 async fn results_only_and_bare_arrays() {
     let app = app("").await;

@@ -124,15 +124,19 @@ fn scored_documents() -> Vec<(String, Value)> {
             .map(|r| r["document"].clone())
             .expect("a complete golden row");
         doc["@timestamp"] = json!("2025-01-01T00:00:00Z");
-        let out = vigil::http::score::score_docs(
+        let text = doc.to_string();
+        let out = vigil::http::score::score_raw(
             &registry,
             &b,
-            vec![doc],
+            &[text.as_str()],
             vigil::inference::ExplainPolicy::All,
             false,
         );
-        let scored = out[0]["doc"].clone();
-        assert!(scored.is_object(), "{}", out[0]);
+        let scored: Value = match &out[0] {
+            Ok(bytes) => serde_json::from_slice(bytes).unwrap(),
+            Err(e) => panic!("{name}: {e}"),
+        };
+        assert!(scored.is_object(), "{scored}");
         docs.push((name.to_string(), scored));
     }
     let (_, base) = docs[0].clone();

@@ -4,6 +4,7 @@
 //! function of the document. Wrong types are per-document errors naming the feature and the path.
 
 pub mod behaviour;
+mod scan;
 mod source;
 mod transform;
 pub mod warm;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use scan::{Scanned, Scanner};
 pub use source::{describe, first_value, lookup, lookup_whole};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 
@@ -49,6 +51,11 @@ pub struct Feature {
 #[derive(Debug, Clone)]
 pub struct FeatureExtractor {
     features: Vec<Feature>,
+    /// Reads the source fields straight from a document's bytes; `None` when a feature is
+    /// behavioural (the entity state needs the whole document) or no scanner can be built.
+    scanner: Option<Scanner>,
+    /// Per feature, the index of each of its sources in the scanner's paths.
+    scanned_sources: Vec<Vec<usize>>,
 }
 
 impl FeatureExtractor {
@@ -75,7 +82,32 @@ impl FeatureExtractor {
             }
         }
         if errors.is_empty() {
-            Ok(FeatureExtractor { features })
+            let behavioural = features
+                .iter()
+                .any(|f| matches!(f.transform, Transform::Behaviour(_)));
+            let scanner = Scanner::new(
+                features
+                    .iter()
+                    .flat_map(|f| f.sources.iter().map(String::as_str)),
+            )
+            .filter(|_| !behavioural);
+            let scanned_sources = match &scanner {
+                None => Vec::new(),
+                Some(s) => features
+                    .iter()
+                    .map(|f| {
+                        f.sources
+                            .iter()
+                            .map(|src| s.paths().iter().position(|p| p == src).expect("added"))
+                            .collect()
+                    })
+                    .collect(),
+            };
+            Ok(FeatureExtractor {
+                features,
+                scanner,
+                scanned_sources,
+            })
         } else {
             Err(errors.join("; "))
         }
@@ -141,29 +173,58 @@ impl FeatureExtractor {
                 .sources
                 .iter()
                 .find_map(|path| lookup(doc, path).map(|v| (path, v)));
-            *slot = match found {
-                None => feature.missing,
-                Some((path, value)) => {
-                    feature
-                        .transform
-                        .apply(value)
-                        .map_err(|rejection| match rejection {
-                            Rejection::WrongType { expected } => FeatureError::WrongType {
-                                feature: feature.name.clone(),
-                                path: path.clone(),
-                                expected,
-                                found: describe(value),
-                            },
-                            Rejection::Invalid(reason) => FeatureError::Invalid {
-                                feature: feature.name.clone(),
-                                path: path.clone(),
-                                reason,
-                            },
-                        })?
-                }
-            };
+            *slot = feature.value(found)?;
         }
         Ok(())
+    }
+
+    /// The scanner for [`FeatureExtractor::extract_scanned`], if this extractor has one.
+    pub fn scanner(&self) -> Option<&Scanner> {
+        self.scanner.as_ref()
+    }
+
+    /// As [`FeatureExtractor::extract`], from what [`FeatureExtractor::scanner`] found in a
+    /// document: the same row, without the document parsed whole.
+    pub fn extract_scanned(&self, scanned: &Scanned, out: &mut [f32]) -> Result<(), FeatureError> {
+        let paths = self.scanner.as_ref().map_or(&[][..], |s| s.paths());
+        debug_assert_eq!(out.len(), self.features.len());
+        for ((feature, sources), slot) in self
+            .features
+            .iter()
+            .zip(&self.scanned_sources)
+            .zip(out.iter_mut())
+        {
+            let found = sources.iter().find_map(|&i| {
+                let value = scanned.values[i].as_ref().and_then(first_value)?;
+                Some((&paths[i], value))
+            });
+            *slot = feature.value(found)?;
+        }
+        Ok(())
+    }
+}
+
+impl Feature {
+    /// This feature's value from what its first present source holds (`None`: its `missing`).
+    fn value(&self, found: Option<(&String, &Value)>) -> Result<f32, FeatureError> {
+        let Some((path, value)) = found else {
+            return Ok(self.missing);
+        };
+        self.transform
+            .apply(value)
+            .map_err(|rejection| match rejection {
+                Rejection::WrongType { expected } => FeatureError::WrongType {
+                    feature: self.name.clone(),
+                    path: path.clone(),
+                    expected,
+                    found: describe(value),
+                },
+                Rejection::Invalid(reason) => FeatureError::Invalid {
+                    feature: self.name.clone(),
+                    path: path.clone(),
+                    reason,
+                },
+            })
     }
 }
 

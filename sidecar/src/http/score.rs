@@ -9,15 +9,19 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::error::{json_error, read_body};
 use super::{ApiError, AppState};
 use crate::bundle::Bundle;
 use crate::bundle::ModelRegistry;
-use crate::enrich::write_at;
-use crate::inference::{infer_with, ExplainPolicy};
+use crate::enrich::{appended, write_at};
+use crate::features::Scanned;
+use crate::inference::{infer_extracted, BehaviourValues, ExplainPolicy};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -56,25 +60,22 @@ pub async fn score(
     let started = std::time::Instant::now();
     let results_only = params.results_only;
     let registry = state.registry.clone();
-    // Parsing, scoring and serialising the answer all run on the scoring pool, so the answer
-    // (as large as the request when documents are echoed) is written once into a buffer sized
-    // from the request, not grown on an async worker.
+    // Parsing, scoring and writing the answer all run on the scoring pool; each document's
+    // bytes are echoed with its result appended, not parsed and serialised again.
     let answer = state
         .on_cpu(move || -> Result<Vec<u8>, ApiError> {
             let docs = parse_docs(&bytes, limit)?;
-            let docs = score_docs(&registry, &bundle, docs, policy, results_only);
-            let errors = docs.iter().any(|d| d.get("error").is_some());
-            let answer = json!({
-                "took": started.elapsed().as_millis() as u64,
-                "model_id": model,
-                "model_version": bundle.version(),
-                "errors": errors,
-                "docs": docs,
-            });
-            let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2 + 1024);
-            serde_json::to_writer(&mut out, &answer)
-                .map_err(|e| ApiError::internal(format!("serialising the answer: {e}")))?;
-            Ok(out)
+            let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
+            let answers = score_raw(&registry, &bundle, &docs, policy, results_only);
+            let took = started.elapsed().as_millis() as u64;
+            Ok(write_answer(
+                &bundle,
+                &model,
+                took,
+                results_only,
+                &answers,
+                bytes.len(),
+            ))
         })
         .await??;
     Ok((
@@ -84,35 +85,79 @@ pub async fn score(
         .into_response())
 }
 
-/// Parses the request body into documents, refusing batches over `limit`.
-pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<Value>, ApiError> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-    let docs = match body {
-        Value::Array(docs) => docs,
-        Value::Object(mut o) => match o.remove("docs") {
-            Some(Value::Array(docs)) if o.is_empty() => docs,
-            Some(Value::Array(_)) => {
-                let extra: Vec<&String> = o.keys().collect();
+/// `{"took", "model_id", "model_version", "errors", "docs": [...]}`, written straight into bytes.
+fn write_answer(
+    bundle: &Bundle,
+    model: &str,
+    took: u64,
+    results_only: bool,
+    answers: &[Answer],
+    request_len: usize,
+) -> Vec<u8> {
+    let string =
+        |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).expect("strings serialise");
+    let mut out = Vec::with_capacity(request_len + answers.len() * 512 + 1024);
+    out.extend_from_slice(b"{\"took\":");
+    out.extend_from_slice(took.to_string().as_bytes());
+    out.extend_from_slice(b",\"model_id\":");
+    string(&mut out, model);
+    out.extend_from_slice(b",\"model_version\":");
+    string(&mut out, bundle.version());
+    let errors = answers.iter().any(Result::is_err);
+    out.extend_from_slice(if errors {
+        b",\"errors\":true"
+    } else {
+        b",\"errors\":false"
+    });
+    out.extend_from_slice(b",\"docs\":[");
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match answer {
+            Ok(bytes) => {
+                out.extend_from_slice(if results_only {
+                    b"{\"result\":"
+                } else {
+                    b"{\"doc\":"
+                });
+                out.extend_from_slice(bytes);
+            }
+            Err(error) => {
+                out.extend_from_slice(b"{\"error\":");
+                serde_json::to_writer(&mut out, error).expect("JSON values serialise");
+            }
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Splits the request body into its documents (not parsed yet), refusing batches over `limit`.
+pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError> {
+    let shape =
+        || ApiError::bad_request("the body must be {\"docs\": [...]} or a JSON array of documents");
+    let docs: Vec<&RawValue> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes).map_err(|e| json_error(&e))?,
+        Some(b'{') => {
+            let mut body: BTreeMap<String, &RawValue> =
+                serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+            let docs = body.remove("docs").ok_or_else(shape)?;
+            if !body.is_empty() {
+                let extra: Vec<&String> = body.keys().collect();
                 return Err(ApiError::bad_request(format!(
                     "unknown keys {extra:?} in the request body; expected only [docs]"
                 )));
             }
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "[docs] must be an array of documents",
-                ))
-            }
-            None => {
-                return Err(ApiError::bad_request(
-                    "the body must be {\"docs\": [...]} or a JSON array of documents",
-                ))
-            }
-        },
-        _ => {
-            return Err(ApiError::bad_request(
-                "the body must be {\"docs\": [...]} or a JSON array of documents",
-            ))
+            serde_json::from_str(docs.get())
+                .map_err(|_| ApiError::bad_request("[docs] must be an array of documents"))?
         }
+        // Not JSON at all gets the parser's precise error; other JSON values the shape's.
+        _ => match serde_json::from_slice::<&RawValue>(bytes) {
+            Err(e) => return Err(json_error(&e)),
+            Ok(_) => return Err(shape()),
+        },
     };
     if docs.len() > limit {
         return Err(ApiError::too_large(format!(
@@ -123,35 +168,126 @@ pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<Value>, ApiError> {
     Ok(docs)
 }
 
-/// Scores and enriches documents; one output entry per input, in order. The documents are
-/// observed by the entity state (scoring is ingest: it records their events).
-pub fn score_docs(
+/// One document's answer: its JSON text with the result written at the bundle's target field
+/// (the result alone with `results_only`), or the error object.
+pub type Answer = Result<Vec<u8>, Value>;
+
+/// A document as read for scoring.
+enum Read {
+    /// Only the features' fields, by the extractor's scanner.
+    Scanned(Scanned),
+    /// Whole (behavioural features, or a document the scanner gives up on).
+    Parsed(Value),
+    /// Not JSON: the error object.
+    Bad(Value),
+}
+
+/// Scores documents given as JSON texts; one answer per document, in order. The documents are
+/// observed by the entity state (scoring is ingest: it records their events). A document is
+/// echoed as sent with its result appended, unless it already has the target's top-level key
+/// (then the result is merged into the parsed document).
+pub fn score_raw(
     registry: &ModelRegistry,
     bundle: &Arc<Bundle>,
-    docs: Vec<Value>,
+    docs: &[&str],
     policy: ExplainPolicy,
     results_only: bool,
-) -> Vec<Value> {
-    let refs: Vec<&Value> = docs.iter().collect();
-    let observed = registry.observe(&refs, &[bundle.as_ref()]);
-    let results = infer_with(bundle, &refs, observed.as_deref(), policy);
-    docs.into_iter()
-        .zip(results)
-        .map(|(doc, result)| match result {
-            Err(e) => json!({"error": e.to_json()}),
-            Ok(r) => {
-                let value = r.to_json(bundle);
-                if results_only {
-                    return json!({"result": value});
-                }
-                let Value::Object(mut map) = doc else {
-                    unreachable!("extraction refuses non-object documents")
-                };
-                match write_at(&mut map, &bundle.target_field, value) {
-                    Ok(()) => json!({"doc": Value::Object(map)}),
-                    Err(e) => json!({"error": {"type": "document_parsing_exception", "reason": e.to_string()}}),
-                }
+) -> Vec<Answer> {
+    let target = bundle.target_field.as_str();
+    let watched = target.split('.').next().unwrap_or_default();
+    let scanner = bundle.extractor.scanner();
+    let reads: Vec<Read> = docs
+        .iter()
+        .map(|text| {
+            if let Some(scanned) = scanner.and_then(|s| s.scan(text, watched)) {
+                return Read::Scanned(scanned);
             }
+            match serde_json::from_str(text) {
+                Ok(doc) => Read::Parsed(doc),
+                Err(e) => Read::Bad(
+                    json!({"type": "x_content_parse_exception", "reason": format!("malformed JSON: {e}")}),
+                ),
+            }
+        })
+        .collect();
+
+    let parsed: Vec<usize> = (0..reads.len())
+        .filter(|&i| matches!(reads[i], Read::Parsed(_)))
+        .collect();
+    let refs: Vec<&Value> = parsed
+        .iter()
+        .map(|&i| match &reads[i] {
+            Read::Parsed(doc) => doc,
+            _ => unreachable!("filtered"),
+        })
+        .collect();
+    let observed = registry.observe(&refs, &[bundle.as_ref()]);
+    let mut context: Vec<Option<&BehaviourValues>> = vec![None; reads.len()];
+    if let Some(values) = &observed {
+        for (&i, v) in parsed.iter().zip(values) {
+            context[i] = Some(v);
+        }
+    }
+
+    let readable: Vec<usize> = (0..reads.len())
+        .filter(|&i| !matches!(reads[i], Read::Bad(_)))
+        .collect();
+    let extractor = &bundle.extractor;
+    let mut results = infer_extracted(
+        bundle,
+        readable.len(),
+        |j, row| match &reads[readable[j]] {
+            Read::Scanned(s) => extractor.extract_scanned(s, row),
+            Read::Parsed(doc) => extractor.extract_with(doc, context[readable[j]], row),
+            Read::Bad(_) => unreachable!("filtered"),
+        },
+        policy,
+    )
+    .into_iter();
+
+    docs.iter()
+        .zip(reads)
+        .map(|(text, read)| {
+            if let Read::Bad(error) = read {
+                return Err(error);
+            }
+            let result = results
+                .next()
+                .expect("one result per readable document")
+                .map_err(|e| e.to_json())?;
+            let rendered = serde_json::to_vec(&result.rendered(bundle)).expect("results serialise");
+            if results_only {
+                return Ok(rendered);
+            }
+            let one = std::iter::once((target, &rendered[..]));
+            let echoed = match &read {
+                Read::Scanned(s) => {
+                    let has_key = |key: &str| s.has_watched && key == watched;
+                    appended(text.as_bytes(), has_key, s.empty, one)
+                }
+                Read::Parsed(Value::Object(doc)) => appended(
+                    text.as_bytes(),
+                    |key: &str| doc.contains_key(key),
+                    doc.is_empty(),
+                    one,
+                ),
+                _ => None,
+            };
+            if let Some(bytes) = echoed {
+                return Ok(bytes);
+            }
+            let doc = match read {
+                Read::Parsed(doc) => doc,
+                _ => serde_json::from_str(text).expect("scanned documents parse"),
+            };
+            let Value::Object(mut map) = doc else {
+                unreachable!("extraction refuses non-object documents")
+            };
+            let value = serde_json::from_slice(&rendered).expect("results parse");
+            write_at(&mut map, target, value).map_err(
+                |e| json!({"type": "document_parsing_exception", "reason": e.to_string()}),
+            )?;
+            Ok(serde_json::to_vec(&map).expect("JSON values serialise"))
         })
         .collect()
 }
