@@ -92,10 +92,28 @@ impl Scanner {
             .map(|&(_, c)| c)
     }
 
-    /// The node a key leads to from `n` (a dotted key walks one segment per part).
-    fn walk(&self, n: usize, key: &str) -> Option<usize> {
-        key.split('.')
-            .try_fold(n, |n, segment| self.child(n, segment))
+    /// The node a key leads to from `n` (a dotted key walks one segment per part), and the
+    /// position of the key's first segment among `n`'s children. The search for that segment
+    /// starts at `hint`: documents tend to list fields in the order the paths were added, so
+    /// the next child is usually the one after the last found.
+    fn walk(&self, n: usize, key: &str, hint: usize) -> Option<(usize, usize)> {
+        let (first, rest) = match key.split_once('.') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (key, None),
+        };
+        let children = &self.nodes[n].children;
+        let k = children.len();
+        let at = (0..k)
+            .map(|j| (hint + j) % k)
+            .find(|&j| &*children[j].0 == first)?;
+        let node = children[at].1;
+        let node = match rest {
+            None => node,
+            Some(rest) => rest
+                .split('.')
+                .try_fold(node, |n, segment| self.child(n, segment))?,
+        };
+        Some((node, at))
     }
 
     /// Scans one JSON document; `None` when it must be parsed whole instead (see the module doc).
@@ -107,6 +125,8 @@ impl Scanner {
                 empty: true,
             },
             object: false,
+            reached: vec![0; self.nodes.len()],
+            visits: 0,
         };
         let mut de = serde_json::Deserializer::from_str(doc);
         let level = Level {
@@ -125,6 +145,9 @@ impl Scanner {
 struct Found {
     scanned: Scanned,
     object: bool,
+    /// Per trie node, the number of the last object visit that reached it.
+    reached: Vec<u32>,
+    visits: u32,
 }
 
 /// One object (or the array holding it) at trie node `node`.
@@ -163,8 +186,11 @@ impl<'de> Visitor<'de> for Level<'_> {
         if top {
             self.found.object = true;
         }
-        // Trie nodes reached from this object: a second key reaching one is a duplicate.
-        let mut reached: Vec<usize> = Vec::new();
+        // Trie nodes reached from this object are stamped with its visit number: a second key
+        // reaching one is a duplicate.
+        self.found.visits += 1;
+        let visit = self.found.visits;
+        let mut hint = 0;
         while let Some(key) = map.next_key_seed(Key)? {
             if top {
                 self.found.scanned.empty = false;
@@ -172,14 +198,15 @@ impl<'de> Visitor<'de> for Level<'_> {
                     self.found.scanned.has_watched = true;
                 }
             }
-            let Some(n) = self.scanner.walk(self.node, &key) else {
+            let Some((n, at)) = self.scanner.walk(self.node, &key, hint) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if reached.contains(&n) {
+            hint = at + 1;
+            if self.found.reached[n] == visit {
                 return Err(give_up());
             }
-            reached.push(n);
+            self.found.reached[n] = visit;
             match self.scanner.nodes[n].path {
                 Some(p) => {
                     let value: Value = map.next_value()?;
