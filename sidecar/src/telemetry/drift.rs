@@ -177,7 +177,7 @@ impl ModelDrift {
                 Some((i, names.get(i).copied().unwrap_or("?").to_string(), r, w))
             })
             .collect();
-        debug_assert!(f == 0 || flat.len() % f == 0);
+        debug_assert!(f == 0 || flat.len().is_multiple_of(f));
         ModelDrift {
             sha256: bundle.sha256.clone(),
             capacity,

@@ -165,7 +165,7 @@ pub(crate) fn tensor_f64(t: &TensorProto) -> Result<(Vec<usize>, Vec<f64>), Stri
 }
 
 fn le_chunks<const N: usize>(raw: &[u8]) -> Result<impl Iterator<Item = [u8; N]> + '_, String> {
-    if raw.len() % N != 0 {
+    if !raw.len().is_multiple_of(N) {
         return Err(format!(
             "raw_data length {} is not a multiple of {N}",
             raw.len()

@@ -17,11 +17,15 @@
 
 use super::ensemble::{Aggregate, NodeKind, NodeMode, TreeEnsemble};
 use super::post::Acc;
+use super::wide::{Source, WideForest};
 
 const SIGN: u32 = 0x8000_0000;
 const FEATURE: u32 = 0x7fff_ffff;
 const LANES: usize = 8;
 const CHUNK: usize = 64;
+/// Fewer rows than this walk 8 trees at a time for each row: the wide walk's 32 lanes would
+/// mostly repeat the last row.
+const WIDE_MIN_ROWS: usize = 16;
 
 #[derive(Clone, Copy, Debug)]
 struct FNode {
@@ -53,6 +57,8 @@ pub(crate) struct FastForest {
     /// Every tree writes exactly one column.
     single_column: bool,
     min_features: usize,
+    /// The same forest padded to complete trees for the AVX-512 walk (f32 sums only).
+    wide: Option<WideForest>,
 }
 
 fn next_up(x: f32) -> f32 {
@@ -138,6 +144,7 @@ impl FastForest {
             values_f64: Vec::new(),
             single_column: true,
             min_features: e.min_features,
+            wide: None,
         };
         for tree in &e.trees {
             if tree.depth > 64 {
@@ -237,7 +244,26 @@ impl FastForest {
         if f.nodes.len() >= (u32::MAX >> 1) as usize {
             return None;
         }
+        if f.single_column && !e.double_precision {
+            f.wide = f.widened(e.n_columns);
+        }
         Some(f)
+    }
+
+    fn widened(&self, n_columns: usize) -> Option<WideForest> {
+        let node = |i: usize| {
+            let n = self.nodes[i];
+            (n.fx, n.t, n.child)
+        };
+        let leaf = |i: usize| self.values_f32[self.leaf_at[i] as usize];
+        let trees = self.trees.iter().map(|t| Source {
+            node: &node,
+            leaf: &leaf,
+            root: t.root as usize,
+            depth: t.depth,
+            column: self.cols[t.c0 as usize] as usize,
+        });
+        WideForest::compile(trees, n_columns, self.min_features)
     }
 
     /// Walks `L` (start node, row offset) pairs `depth` steps; returns the final nodes.
@@ -272,6 +298,9 @@ impl FastForest {
         out: &mut [f64],
     ) {
         debug_assert!(n_features >= self.min_features);
+        if let (false, Some(wide), true) = (double, &self.wide, n >= WIDE_MIN_ROWS) {
+            return wide.accumulate(rows, n, n_features, out);
+        }
         if double {
             self.accumulate_in(&self.values_f64, rows, n, n_features, n_columns, out)
         } else {
@@ -406,6 +435,58 @@ mod tests {
                 };
                 let xs = if neg { -x } else { x };
                 assert_eq!(xs < tt, orig == want, "{mode:?} t={t} want={want} x={x}");
+            }
+        }
+    }
+
+    /// The AVX-512 walk over complete trees adds, row by row and in tree order, the same f32
+    /// sums as the scalar walk: over depths up to the limit and past it (no wide form then), one
+    /// column and several (each tree writing one, as XGBoost's multiclass trees do), every
+    /// comparison mode, NaN inputs, and row counts around the 32-row blocks.
+    #[test]
+    fn wide_walk_adds_the_same_sums_as_the_scalar_walk() {
+        use super::super::tests::{random_forest, random_rows, Lcg};
+        use super::super::wide::MAX_DEPTH;
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let mut rng = Lcg(23);
+        let f = 7;
+        for (depth, cols, trees) in [
+            (0, 1, 3),
+            (1, 1, 5),
+            (6, 1, 60),
+            (6, 3, 61),
+            (10, 1, 12),
+            (11, 1, 4),
+        ] {
+            let mut b = random_forest(
+                &mut rng,
+                trees,
+                depth,
+                f as i64,
+                1,
+                &["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT"],
+            );
+            for (c, t) in b.w_col.iter_mut().zip(&b.w_tree) {
+                *c = t % cols;
+            }
+            let e = TreeEnsemble::from_node(&b.regressor(cols, Vec::new())).unwrap();
+            let fast = FastForest::compile(&e).expect("a forest the fast form takes");
+            let nc = cols as usize;
+            let deepest = e.trees.iter().map(|t| t.depth).max().unwrap();
+            assert_eq!(deepest > MAX_DEPTH, depth > MAX_DEPTH, "deepest {deepest}");
+            assert_eq!(
+                fast.wide.is_some(),
+                avx512 && deepest <= MAX_DEPTH,
+                "depth {deepest}, AVX-512F {avx512}"
+            );
+            for n in [16usize, 31, 32, 33, 100] {
+                let rows = random_rows(&mut rng, n, f);
+                let mut got = vec![0.0f64; n * nc];
+                fast.accumulate(&rows, n, f, nc, false, &mut got);
+                let mut want = vec![0.0f64; n * nc];
+                fast.accumulate_in(&fast.values_f32, &rows, n, f, nc, &mut want);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "depth {depth} cols {cols} n {n}");
             }
         }
     }

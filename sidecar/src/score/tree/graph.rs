@@ -854,7 +854,7 @@ fn reshape(v: &Val, shape: &[i64], n: usize) -> Result<Val, String> {
                 [first, 0] if *first != 0 => *cols,
                 _ => return Err(format!("Reshape to {shape:?} is not supported")),
             };
-            if new_cols == 0 || total % new_cols != 0 || total / new_cols != n {
+            if new_cols == 0 || !total.is_multiple_of(new_cols) || total / new_cols != n {
                 return Err(format!(
                     "Reshape of {n}x{cols} to {shape:?} changes the batch"
                 ));

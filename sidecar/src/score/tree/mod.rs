@@ -18,6 +18,7 @@ mod ensemble;
 mod fast;
 mod graph;
 mod post;
+mod wide;
 
 use tract_onnx::pb::ModelProto;
 

@@ -393,7 +393,7 @@ pub(crate) fn random_forest(
         let mut stack = vec![(0i64, 0u32)];
         next_id += 1;
         while let Some((id, d)) = stack.pop() {
-            if d >= depth || (d > 1 && rng.next() % 4 == 0) {
+            if d >= depth || (d > 1 && rng.next().is_multiple_of(4)) {
                 let ws: Vec<(i64, f32)> = (0..cols).map(|c| (c, rng.unit() * 2.0 - 1.0)).collect();
                 b.leaf(t, id, &ws);
             } else {
@@ -402,7 +402,7 @@ pub(crate) fn random_forest(
                 let mode = modes[(rng.next() % modes.len() as u64) as usize];
                 let feat = (rng.next() % f as u64) as i64;
                 let thr = [0.25f32, 0.5, 0.75][(rng.next() % 3) as usize];
-                b.branch(t, id, feat, mode, thr, l, r, rng.next() % 2 == 0);
+                b.branch(t, id, feat, mode, thr, l, r, rng.next().is_multiple_of(2));
                 stack.push((l, d + 1));
                 stack.push((r, d + 1));
             }

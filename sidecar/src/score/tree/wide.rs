@@ -1,0 +1,219 @@
+//! The compiled forest with every tree padded to a complete binary tree, walked 32 rows at a time
+//! in AVX-512 vectors.
+//!
+//! Node `i`'s children are `2i + 1` (the NaN side) and `2i + 2`, so a step needs no child
+//! pointer: gather the node's feature and threshold for 16 rows, gather the 16 feature values,
+//! compare, and `i = 2i + 1 + cond`. A leaf above the bottom level becomes nodes with threshold
+//! NaN (always the first child) down to a copy of its value, so every walk is exactly `depth`
+//! steps and lands on the right value. Two vectors of 16 rows walk each tree together so one's
+//! gathers overlap the other's.
+//!
+//! Built only for forests [`FastForest`](super::fast::FastForest) evaluates in f32 where every
+//! tree writes one column and is at most [`MAX_DEPTH`] deep, and used only on CPUs with AVX-512F.
+//! The comparisons are the fast form's (`s * x < T`), and each row's leaves are added in tree
+//! order in f32, as the scalar walk adds them: the sums are bit-identical (tested against it).
+//!
+//! This is the crate's one module with `unsafe` code: the intrinsics, each gather's bounds
+//! argued where it happens.
+#![allow(unsafe_code)]
+
+/// Deeper trees would pad to too many nodes (2^depth per tree).
+pub(crate) const MAX_DEPTH: u32 = 10;
+/// The padded forest's size limit in nodes.
+const MAX_NODES: usize = 1 << 22;
+const FEATURE: u32 = 0x7fff_ffff;
+
+#[derive(Debug, Clone, Copy)]
+struct Tree {
+    /// Offset of the tree's `2^depth - 1` nodes in `fx`/`t`.
+    nodes: usize,
+    /// Offset of its `2^depth` leaf values.
+    leaves: usize,
+    depth: u32,
+    column: usize,
+}
+
+/// A tree in the fast form: `(fx, t, first child)` of each node (a leaf is its own child) and
+/// the value of each leaf node.
+pub(crate) struct Source<'a> {
+    pub node: &'a dyn Fn(usize) -> (u32, f32, u32),
+    pub leaf: &'a dyn Fn(usize) -> f32,
+    pub root: usize,
+    pub depth: u32,
+    pub column: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct WideForest {
+    fx: Vec<u32>,
+    t: Vec<f32>,
+    leaves: Vec<f32>,
+    trees: Vec<Tree>,
+    n_columns: usize,
+    min_features: usize,
+}
+
+impl WideForest {
+    /// `None` when a tree is too deep, the padded forest too large, or the CPU lacks AVX-512F.
+    pub(crate) fn compile<'a>(
+        trees: impl Iterator<Item = Source<'a>>,
+        n_columns: usize,
+        min_features: usize,
+    ) -> Option<WideForest> {
+        if !avx512() {
+            return None;
+        }
+        let mut w = WideForest {
+            fx: Vec::new(),
+            t: Vec::new(),
+            leaves: Vec::new(),
+            trees: Vec::new(),
+            n_columns,
+            min_features,
+        };
+        for src in trees {
+            if src.depth > MAX_DEPTH || src.column >= n_columns {
+                return None;
+            }
+            let internal = (1usize << src.depth) - 1;
+            if w.fx.len() + internal > MAX_NODES {
+                return None;
+            }
+            let tree = Tree {
+                nodes: w.fx.len(),
+                leaves: w.leaves.len(),
+                depth: src.depth,
+                column: src.column,
+            };
+            w.fx.resize(tree.nodes + internal, 0);
+            w.t.resize(tree.nodes + internal, f32::NAN);
+            w.leaves.resize(tree.leaves + internal + 1, 0.0);
+            // (index in the complete tree, node in the fast form)
+            let mut stack = vec![(0usize, src.root)];
+            while let Some((i, node)) = stack.pop() {
+                let (fx, t, child) = (src.node)(node);
+                let is_leaf = child as usize == node;
+                if i >= internal {
+                    if !is_leaf {
+                        return None; // deeper than `depth`: not the fast form's invariant
+                    }
+                    w.leaves[tree.leaves + i - internal] = (src.leaf)(node);
+                    continue;
+                }
+                let (first, second) = if is_leaf {
+                    (node, node)
+                } else {
+                    w.fx[tree.nodes + i] = fx;
+                    w.t[tree.nodes + i] = t;
+                    (child as usize, child as usize + 1)
+                };
+                stack.push((2 * i + 1, first));
+                stack.push((2 * i + 2, second));
+            }
+            w.trees.push(tree);
+        }
+        Some(w)
+    }
+
+    /// Adds each tree's leaf for `n` rows of width `f` into `out` (n x n_columns, f32 sums
+    /// widened to f64 at the end, overwritten). `n` must be at least 1.
+    pub(crate) fn accumulate(&self, rows: &[f32], n: usize, f: usize, out: &mut [f64]) {
+        assert!(n >= 1 && f >= self.min_features && rows.len() >= n * f);
+        assert!(out.len() >= n * self.n_columns);
+        assert!(
+            (n * f) <= i32::MAX as usize,
+            "gather offsets are 32-bit: rows are split into batches far below this"
+        );
+        // SAFETY: `compile` returned a forest only after `avx512()` confirmed AVX-512F at run
+        // time; the bounds `walk32` relies on are the asserts above (see its comment).
+        unsafe { self.walk_all(rows, n, f, out) }
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F; `rows.len() >= n * f`, `f >= min_features`, `n >= 1`,
+    /// `n * f <= i32::MAX`, `out.len() >= n * n_columns`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn walk_all(&self, rows: &[f32], n: usize, f: usize, out: &mut [f64]) {
+        use std::arch::x86_64::*;
+        const L: usize = 16;
+        let nc = self.n_columns;
+        let fmask = _mm512_set1_epi32(FEATURE as i32);
+        let smask = _mm512_set1_epi32(i32::MIN);
+        let one = _mm512_set1_epi32(1);
+        let mut acc = vec![[0.0f32; 2 * L]; nc];
+        let mut r = 0;
+        while r < n {
+            // Lanes past the last row repeat it; their sums are not written.
+            let base: [i32; 2 * L] = std::array::from_fn(|l| ((r + l).min(n - 1) * f) as i32);
+            let base0 = _mm512_loadu_si512(base.as_ptr().cast());
+            let base1 = _mm512_loadu_si512(base[L..].as_ptr().cast());
+            acc.iter_mut().for_each(|a| *a = [0.0; 2 * L]);
+            for tree in &self.trees {
+                // SAFETY (every gather below): node indices stay below `2^depth - 1` for the
+                // `depth` steps (after s steps i <= 2^(s+1) - 2), the tree's nodes are
+                // `fx[nodes..nodes + 2^depth - 1]`; feature offsets are `base + (fx & FEATURE)`
+                // with base <= (n - 1) * f and every fx < min_features <= f, so below n * f <=
+                // rows.len(); leaf offsets are i - (2^depth - 1) in [0, 2^depth), the tree's
+                // leaves. All offsets fit i32 (asserted by the caller).
+                let fxp = self.fx.as_ptr().add(tree.nodes).cast::<i32>();
+                let tp = self.t.as_ptr().add(tree.nodes);
+                let xp = rows.as_ptr().cast::<i32>();
+                let mut i0 = _mm512_setzero_si512();
+                let mut i1 = _mm512_setzero_si512();
+                for _ in 0..tree.depth {
+                    let fx0 = _mm512_i32gather_epi32::<4>(i0, fxp);
+                    let fx1 = _mm512_i32gather_epi32::<4>(i1, fxp);
+                    let t0 = _mm512_i32gather_ps::<4>(i0, tp);
+                    let t1 = _mm512_i32gather_ps::<4>(i1, tp);
+                    let o0 = _mm512_add_epi32(base0, _mm512_and_si512(fx0, fmask));
+                    let o1 = _mm512_add_epi32(base1, _mm512_and_si512(fx1, fmask));
+                    let x0 = _mm512_i32gather_epi32::<4>(o0, xp);
+                    let x1 = _mm512_i32gather_epi32::<4>(o1, xp);
+                    // s * x: flip the sign bit where the node's is set.
+                    let s0 =
+                        _mm512_castsi512_ps(_mm512_xor_si512(x0, _mm512_and_si512(fx0, smask)));
+                    let s1 =
+                        _mm512_castsi512_ps(_mm512_xor_si512(x1, _mm512_and_si512(fx1, smask)));
+                    let c0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, t0);
+                    let c1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, t1);
+                    let n0 = _mm512_add_epi32(_mm512_add_epi32(i0, i0), one);
+                    let n1 = _mm512_add_epi32(_mm512_add_epi32(i1, i1), one);
+                    i0 = _mm512_mask_add_epi32(n0, c0, n0, one);
+                    i1 = _mm512_mask_add_epi32(n1, c1, n1, one);
+                }
+                let lp = self.leaves.as_ptr().add(tree.leaves);
+                let internal = _mm512_set1_epi32(((1u32 << tree.depth) - 1) as i32);
+                let v0 = _mm512_i32gather_ps::<4>(_mm512_sub_epi32(i0, internal), lp);
+                let v1 = _mm512_i32gather_ps::<4>(_mm512_sub_epi32(i1, internal), lp);
+                let a = &mut acc[tree.column];
+                let a0 = _mm512_add_ps(_mm512_loadu_ps(a.as_ptr()), v0);
+                let a1 = _mm512_add_ps(_mm512_loadu_ps(a[L..].as_ptr()), v1);
+                _mm512_storeu_ps(a.as_mut_ptr(), a0);
+                _mm512_storeu_ps(a[L..].as_mut_ptr(), a1);
+            }
+            for l in 0..(2 * L).min(n - r) {
+                for (c, a) in acc.iter().enumerate() {
+                    out[(r + l) * nc + c] = f64::from(a[l]);
+                }
+            }
+            r += 2 * L;
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn walk_all(&self, _: &[f32], _: usize, _: usize, _: &mut [f64]) {
+        unreachable!("compiled only where AVX-512F is detected")
+    }
+}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
