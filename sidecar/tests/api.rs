@@ -156,6 +156,25 @@ async fn bad_requests_get_precise_elasticsearch_shaped_errors() {
     let (s, b) = post(&app, "/_vigil/score/logreg_binary", "{\"documents\": []}").await;
     assert_eq!(s, 400);
     assert_es_error(&b, 400, "illegal_argument_exception", "{\"docs\": [...]}");
+    for (body, reason) in [
+        (
+            "{\"docs\": {\"a\": 1}}",
+            "[docs] must be an array of documents",
+        ),
+        (
+            "{\"docs\": [], \"pipeline\": \"x\", \"b\": [1]}",
+            "unknown keys [\"pipeline\", \"b\"]",
+        ),
+        ("\"text\"", "{\"docs\": [...]}"),
+        ("  42 ", "{\"docs\": [...]}"),
+    ] {
+        let (s, b) = post(&app, "/_vigil/score/logreg_binary", body).await;
+        assert_eq!(s, 400, "{body}");
+        assert_es_error(&b, 400, "illegal_argument_exception", reason);
+    }
+    let (s, b) = post(&app, "/_vigil/score/logreg_binary", "{\"docs\": [{}, 1,]}").await;
+    assert_eq!(s, 400);
+    assert_es_error(&b, 400, "x_content_parse_exception", "trailing comma");
     let (s, b) = post(&app, "/_vigil/score/logreg_binary", "[{},{},{},{}]").await;
     assert_eq!(s, 413);
     assert_es_error(

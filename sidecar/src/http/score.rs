@@ -9,8 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use std::collections::BTreeMap;
-
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -135,29 +134,21 @@ fn write_answer(
 }
 
 /// Splits the request body into its documents (not parsed yet), refusing batches over `limit`.
+/// The body is read once: `{"docs": [...]}` and a bare array alike.
 pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError> {
     let shape =
         || ApiError::bad_request("the body must be {\"docs\": [...]} or a JSON array of documents");
-    let docs: Vec<&RawValue> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(bytes).map_err(|e| json_error(&e))?,
-        Some(b'{') => {
-            let mut body: BTreeMap<String, &RawValue> =
-                serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-            let docs = body.remove("docs").ok_or_else(shape)?;
-            if !body.is_empty() {
-                let extra: Vec<&String> = body.keys().collect();
-                return Err(ApiError::bad_request(format!(
-                    "unknown keys {extra:?} in the request body; expected only [docs]"
-                )));
-            }
-            serde_json::from_str(docs.get())
-                .map_err(|_| ApiError::bad_request("[docs] must be an array of documents"))?
+    let docs = match serde_json::from_slice::<ScoreBody>(bytes).map_err(|e| json_error(&e))? {
+        ScoreBody::Array(docs) => docs,
+        ScoreBody::Object { docs: None, .. } | ScoreBody::Other => return Err(shape()),
+        ScoreBody::Object { extra, .. } if !extra.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "unknown keys {extra:?} in the request body; expected only [docs]"
+            )))
         }
-        // Not JSON at all gets the parser's precise error; other JSON values the shape's.
-        _ => match serde_json::from_slice::<&RawValue>(bytes) {
-            Err(e) => return Err(json_error(&e)),
-            Ok(_) => return Err(shape()),
-        },
+        ScoreBody::Object {
+            docs: Some(docs), ..
+        } => docs.ok_or_else(|| ApiError::bad_request("[docs] must be an array of documents"))?,
     };
     if docs.len() > limit {
         return Err(ApiError::too_large(format!(
@@ -166,6 +157,94 @@ pub fn parse_docs(bytes: &[u8], limit: usize) -> Result<Vec<&RawValue>, ApiError
         )));
     }
     Ok(docs)
+}
+
+/// A scoring request's body, its documents left unparsed.
+enum ScoreBody<'a> {
+    Array(Vec<&'a RawValue>),
+    /// `docs` is `None` when absent, `Some(None)` when not an array; `extra` the other keys.
+    Object {
+        docs: Option<Option<Vec<&'a RawValue>>>,
+        extra: Vec<String>,
+    },
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ScoreBody<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor { top: true })
+    }
+}
+
+/// Reads the body (`top`) or the value of its `docs` key.
+struct BodyVisitor {
+    top: bool,
+}
+
+impl<'de> Deserialize<'de> for DocsValue<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor { top: false })
+            .map(|body| match body {
+                ScoreBody::Array(docs) => DocsValue(Some(docs)),
+                _ => DocsValue(None),
+            })
+    }
+}
+
+/// The value of `docs`: its documents when it is an array.
+struct DocsValue<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = ScoreBody<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ScoreBody<'de>, A::Error> {
+        let mut docs = Vec::new();
+        while let Some(doc) = seq.next_element::<&'de RawValue>()? {
+            docs.push(doc);
+        }
+        Ok(ScoreBody::Array(docs))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ScoreBody<'de>, A::Error> {
+        let (mut docs, mut extra) = (None, Vec::new());
+        while let Some(key) = map.next_key::<String>()? {
+            if self.top && key == "docs" {
+                docs = Some(map.next_value::<DocsValue>()?.0);
+            } else {
+                extra.push(key);
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(ScoreBody::Object { docs, extra })
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<ScoreBody<'de>, E> {
+        Ok(ScoreBody::Other)
+    }
 }
 
 /// One document's answer: its JSON text with the result written at the bundle's target field
