@@ -96,12 +96,8 @@ async fn echoed_documents_equal_the_parsed_document_with_the_result_written_in()
     let results: Value = client
         .post(url("&results_only=true"))
         .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     for (i, doc) in docs.iter().enumerate() {
         let entry = &answer["docs"][i];
         if i == docs.len() - 1 {

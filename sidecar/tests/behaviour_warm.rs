@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::es_client;
+use common::{es_client, JsonReply};
 use serde_json::{json, Value};
 use vigil::features::behaviour::{BehaviourFeature, BehaviourState};
 use vigil::features::warm::{self, WarmSettings};
@@ -73,12 +73,8 @@ async fn index_history(es: &str, index: &str, docs: &[Value]) {
         .post(format!("{es}/{index}/_bulk?refresh=true"))
         .header("content-type", "application/x-ndjson")
         .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(resp["errors"], json!(false), "{resp}");
 }
 

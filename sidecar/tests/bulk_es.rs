@@ -203,12 +203,8 @@ async fn single_document_endpoints_score_too() {
         // Read back through Vigil (proxied to Elasticsearch).
         let got: Value = client
             .get(app.url(&format!("/{index}/_doc/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_reply()
+            .await;
         assert_eq!(got["_source"]["features"]["f0"], f0, "{got}");
         assert!(
             got["_source"]["ml"]["inference"]["logreg_binary"]["score"].is_f64(),

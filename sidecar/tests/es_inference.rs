@@ -188,12 +188,8 @@ async fn replays_elasticsearch_custom_service_requests_probe_then_documents() {
         .bearer_auth("es-secret")
         .header("content-type", "application/json")
         .body(format!("{{\"docs\": [{packed}]}}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(direct["docs"][0]["result"], result);
 }
 

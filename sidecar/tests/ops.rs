@@ -219,12 +219,8 @@ async fn bulk_reaches_secure_elasticsearch_over_tls_with_basic_auth_api_key_and_
         .post(format!("{url}/_security/api_key"))
         .basic_auth(&env["ES_USER"], Some(&env["ES_PASSWORD"]))
         .json(&json!({"name": "vigil-ops-test", "expiration": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     std::env::set_var(
         "VIGIL_TEST_OPS_ES_API_KEY",
         key["encoded"].as_str().unwrap(),
@@ -302,12 +298,8 @@ async fn bulk_reaches_secure_elasticsearch_over_tls_with_basic_auth_api_key_and_
     let found: Value = es
         .get(format!("{url}/{index}/_search?size=10"))
         .basic_auth(&env["ES_USER"], Some(&env["ES_PASSWORD"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     let mut ids: Vec<&str> = found["hits"]["hits"]
         .as_array()
         .unwrap()

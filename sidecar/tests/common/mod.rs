@@ -173,3 +173,15 @@ pub async fn drop_in(models: &[&Path], extra: &str) -> TestApp {
     ))
     .await
 }
+
+/// Sends a request and reads its answer as JSON, whatever the status; a transport or JSON error
+/// fails the test.
+pub trait JsonReply {
+    fn json_reply(self) -> impl std::future::Future<Output = serde_json::Value>;
+}
+
+impl JsonReply for reqwest::RequestBuilder {
+    async fn json_reply(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
