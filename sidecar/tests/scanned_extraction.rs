@@ -153,7 +153,7 @@ fn test_bundles_read_the_same_rows_from_bytes() {
     ] {
         let bundle = load(&bundle(name)).unwrap();
         let golden: Value = serde_json::from_str(
-            &std::fs::read_to_string(bundle_file(name, "golden.json")).unwrap(),
+            &std::fs::read_to_string(bundles_dir().join(name).join("golden.json")).unwrap(),
         )
         .unwrap();
         let sources: Vec<String> = bundle
@@ -183,8 +183,4 @@ fn test_bundles_read_the_same_rows_from_bytes() {
             "{name}: scanned {scanned}, gave up {gave_up}"
         );
     }
-}
-
-fn bundle_file(name: &str, file: &str) -> PathBuf {
-    bundle(name).join(file)
 }
