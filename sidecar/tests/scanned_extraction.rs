@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::{json, Map, Value};
-use vigil::bundle::{load, Bundle};
+use vigil::bundle::{golden, load, Bundle};
 
 /// A small deterministic generator (xorshift), so every run tries the same shapes.
 struct Rng(u64);
@@ -152,31 +152,15 @@ fn test_bundles_read_the_same_rows_from_bytes() {
         "rf_regressor",
     ] {
         let bundle = load(&bundle(name)).unwrap();
-        let golden: Value = serde_json::from_str(
-            &std::fs::read_to_string(bundles_dir().join(name).join("golden.json")).unwrap(),
-        )
-        .unwrap();
-        let sources: Vec<String> = bundle
-            .extractor
-            .features()
-            .iter()
-            .map(|f| f.sources[0].clone())
-            .collect();
-        let docs: Vec<Value> = golden["rows"]
-            .as_array()
+        // The golden documents, as the exporter wrote them (some values wrapped in arrays).
+        let docs: Vec<Value> = golden::read(&bundle.dir.join("golden.json"))
             .unwrap()
-            .iter()
+            .rows
+            .into_iter()
+            .filter_map(|r| r.document)
             .take(40)
-            .map(|row| {
-                let mut doc = Map::new();
-                for (path, v) in sources.iter().zip(row["features"].as_array().unwrap()) {
-                    let (head, leaf) = path.split_once('.').unwrap();
-                    let inner = doc.entry(head).or_insert_with(|| json!({}));
-                    inner[leaf] = v.clone();
-                }
-                Value::Object(doc)
-            })
             .collect();
+        assert_eq!(docs.len(), 40, "{name}: golden documents");
         let (scanned, gave_up) = check(&bundle, &docs, 11);
         assert!(
             scanned > 200,
