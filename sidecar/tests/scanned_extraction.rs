@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{json, Map, Value};
 use vigil::bundle::{golden, load, Bundle};
+use vigil::features::read_batch;
+use vigil::http::score::parse_docs;
 
 /// A small deterministic generator (xorshift), so every run tries the same shapes.
 struct Rng(u64);
@@ -165,6 +167,170 @@ fn test_bundles_read_the_same_rows_from_bytes() {
         assert!(
             scanned > 200,
             "{name}: scanned {scanned}, gave up {gave_up}"
+        );
+    }
+}
+
+/// Reads `body` in one pass and, when that accepts it, checks it against serde_json: the body
+/// must split into the same document texts, and every scanned document must parse and give the
+/// row (or error) that parsing and extracting gives. Returns whether the one pass accepted it.
+fn one_pass_agrees(bundle: &Bundle, body: &str, limit: usize) -> bool {
+    let extractor = &bundle.extractor;
+    let scanner = extractor.scanner();
+    let Some(batch) = read_batch(scanner, body, "ml", limit) else {
+        return false;
+    };
+    let split = parse_docs(body.as_bytes(), limit)
+        .unwrap_or_else(|e| panic!("serde_json refuses what one pass read ({e:?}):\n{body}"));
+    let texts: Vec<&str> = batch.iter().map(|d| d.text).collect();
+    let want: Vec<&str> = split.iter().map(|d| d.get()).collect();
+    assert_eq!(texts, want, "{body}");
+    let n = extractor.len();
+    for doc in &batch {
+        assert_eq!(
+            doc.scanned,
+            scanner.and_then(|s| s.scan(doc.text, "ml")),
+            "{}",
+            doc.text
+        );
+        let Some(found) = &doc.scanned else { continue };
+        let parsed: Value = serde_json::from_str(doc.text)
+            .unwrap_or_else(|e| panic!("scanned, but serde_json says {e}: {}", doc.text));
+        let (mut want, mut got) = (vec![0.0f32; n], vec![0.0f32; n]);
+        let want = extractor.extract(&parsed, &mut want).map(|()| want);
+        let got = extractor.extract_scanned(found, &mut got).map(|()| got);
+        match (&want, &got) {
+            (Ok(w), Ok(g)) => assert!(same_row(w, g), "{}\n{w:?}\n{g:?}", doc.text),
+            (Err(w), Err(g)) => assert_eq!(w, g, "{}", doc.text),
+            _ => panic!("{}: parsed {want:?}, scanned {got:?}", doc.text),
+        }
+    }
+    true
+}
+
+/// One random edit of `body`: a byte removed, a JSON-significant character inserted, a span
+/// repeated, or the end cut off.
+fn mutate(body: &str, rng: &mut Rng) -> String {
+    const INSERTS: [&str; 22] = [
+        "{", "}", "[", "]", ",", ":", "\"", "\\", "0", "1", "-", ".", "e", "+", " ", "\n", "t",
+        "null", "\\u", "\\ud800", "ü", "\u{1}",
+    ];
+    let mut at = rng.below(body.len() as u64 + 1) as usize;
+    while !body.is_char_boundary(at) {
+        at -= 1;
+    }
+    let mut out = body[..at].to_string();
+    let rest = &body[at..];
+    match rng.below(4) {
+        0 => out.push_str(rest.get(1..).unwrap_or(rest)),
+        1 => {
+            out.push_str(INSERTS[rng.below(INSERTS.len() as u64) as usize]);
+            out.push_str(rest);
+        }
+        2 => {
+            let mut end = (at + 1 + rng.below(40) as usize).min(body.len());
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&body[at..end]);
+            out.push_str(rest);
+        }
+        _ => {}
+    }
+    out
+}
+
+#[test]
+fn batches_are_read_in_one_pass_as_serde_json_reads_them() {
+    let mut rng = Rng(23);
+    for name in ["bench_xgb", "url"] {
+        let bundle = match name {
+            "url" => load(&repo().join("models/url-phishing")).unwrap(),
+            _ => load(&bundle(name)).unwrap(),
+        };
+        let docs: Vec<Value> = match name {
+            "url" => std::fs::read_to_string(repo().join("models/samples/urls.ndjson"))
+                .unwrap()
+                .lines()
+                .take(30)
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+            _ => golden::read(&bundle.dir.join("golden.json"))
+                .unwrap()
+                .rows
+                .into_iter()
+                .filter_map(|r| r.document)
+                .take(30)
+                .collect(),
+        };
+        let mut texts: Vec<String> = docs
+            .iter()
+            .map(|d| text(&reshape(d, &mut rng, 0), &mut rng))
+            .collect();
+        // Documents the scanner leaves to the full parse, which one pass must still split.
+        texts.extend(
+            [
+                r#"{"url": {"original": "a"}, "url": {"original": "b"}}"#,
+                r#"{"features": {"f0": 1, "f0": 2}}"#,
+                r#""not an object""#,
+                "[1, {\"a\": [true, false, null]}]",
+                r#"{"deep": [[[[{"x": -0.0e-0}]]]], "ml": {"inference": 1}}"#,
+                r#"{"s": "\ud83d\ude00 \" \\ \/ \b \f \n \r \t \u00e9 ü"}"#,
+                "{}",
+            ]
+            .map(String::from),
+        );
+        let bodies = [
+            format!("[{}]", texts.join(",")),
+            format!("{{\"docs\": [\n{}\n]}}", texts.join(",\n")),
+            format!(" \r\n{{ \"docs\" :[ {} ] }}\t", texts.join(" , ")),
+            "[]".to_string(),
+            "{\"docs\":[]}".to_string(),
+        ];
+        for body in &bodies {
+            assert!(
+                one_pass_agrees(&bundle, body, 1_000),
+                "{name}: refused {body}"
+            );
+        }
+        // Over the limit: left to serde_json, which refuses it.
+        assert!(read_batch(bundle.extractor.scanner(), &bodies[0], "ml", 36).is_none());
+        assert!(parse_docs(bodies[0].as_bytes(), 36).is_err());
+        // Shapes one pass leaves to serde_json (which refuses or accepts them as before).
+        for body in [
+            "{\"docs\": [], \"other\": 1}",
+            "{\"d\\u006fcs\": []}",
+            "{\"docs\": {}}",
+            "[1] [2]",
+            "[{},]",
+        ] {
+            assert!(!one_pass_agrees(&bundle, body, 1_000), "{body}");
+        }
+        // Random edits: what one pass accepts, serde_json accepts and splits the same way; and
+        // one pass refuses a valid body only where it contains an escape (left to serde_json).
+        let (mut accepted, mut tried) = (0, 0);
+        for body in &bodies[..3] {
+            for _ in 0..400 {
+                let mut edited = body.clone();
+                for _ in 0..1 + rng.below(3) {
+                    edited = mutate(&edited, &mut rng);
+                }
+                tried += 1;
+                let fast = one_pass_agrees(&bundle, &edited, 1_000);
+                accepted += usize::from(fast);
+                if !fast && !edited.contains('\\') {
+                    if let Ok(split) = parse_docs(edited.as_bytes(), 1_000) {
+                        panic!(
+                            "{name}: one pass refused a valid body of {} documents:\n{edited}",
+                            split.len()
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted > tried / 10 && accepted < tried,
+            "{name}: one pass accepted {accepted} of {tried} edited bodies"
         );
     }
 }

@@ -1,5 +1,7 @@
 //! Feature extraction from arbitrary JSON never panics, and every extracted value is either
-//! finite, or NaN where the manifest declares NaN for a missing field.
+//! finite, or NaN where the manifest declares NaN for a missing field. Reading fields straight
+//! from the bytes (the scanner, and the scoring API's one-pass batch reader) accepts only what
+//! serde_json accepts and gives the same row.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -38,11 +40,38 @@ fn extractor() -> &'static FeatureExtractor {
     })
 }
 
+/// The scanner's strict reader accepts only what serde_json accepts, and reads the same row.
+fn scanned_as_parsed(x: &FeatureExtractor, data: &[u8]) {
+    let (Ok(text), Some(scanner)) = (std::str::from_utf8(data), x.scanner()) else {
+        return;
+    };
+    let parsed = serde_json::from_str::<serde_json::Value>(text);
+    if let Some(found) = scanner.scan(text, "ml") {
+        let doc = parsed.as_ref().expect("serde_json parses what was scanned");
+        let (mut a, mut b) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+        let a = x.extract(doc, &mut a).map(|()| a);
+        let b = x.extract_scanned(&found, &mut b).map(|()| b);
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits())),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (a, b) => panic!("parsed {a:?}, scanned {b:?}"),
+        }
+    }
+    let body = format!("[{text}]");
+    if let Some(batch) = vigil::features::read_batch(Some(scanner), &body, "ml", 10) {
+        let split = vigil::http::score::parse_docs(body.as_bytes(), 10)
+            .expect("serde_json splits what one pass read");
+        let texts: Vec<&str> = split.iter().map(|d| d.get()).collect();
+        assert_eq!(batch.iter().map(|d| d.text).collect::<Vec<_>>(), texts);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    let x = extractor();
+    scanned_as_parsed(x, data);
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let x = extractor();
     let mut row = vec![0.0f32; x.len()];
     if x.extract(&doc, &mut row).is_ok() {
         for (i, v) in row.iter().enumerate() {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use scan::{Scanned, Scanner};
+pub use scan::{read_batch, BatchDoc, Scanned, Scanner};
 pub use source::{describe, first_value, lookup, lookup_whole};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 

@@ -19,7 +19,7 @@ use super::{ApiError, AppState};
 use crate::bundle::Bundle;
 use crate::bundle::ModelRegistry;
 use crate::enrich::{appended, write_at};
-use crate::features::Scanned;
+use crate::features::{read_batch, Scanned};
 use crate::inference::{infer_extracted, BehaviourValues, ExplainPolicy};
 
 #[derive(Debug, Deserialize, Default)]
@@ -63,9 +63,25 @@ pub async fn score(
     // bytes are echoed with its result appended, not parsed and serialised again.
     let answer = state
         .on_cpu(move || -> Result<Vec<u8>, ApiError> {
-            let docs = parse_docs(&bytes, limit)?;
-            let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
-            let answers = score_raw(&registry, &bundle, &docs, policy, results_only);
+            let scanner = bundle.extractor.scanner();
+            let batch = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|body| read_batch(scanner, body, watched(&bundle), limit));
+            let answers = match batch {
+                Some(batch) => {
+                    let (texts, reads): (Vec<&str>, Vec<Read>) = batch
+                        .into_iter()
+                        .map(|doc| (doc.text, read(doc.scanned, doc.text)))
+                        .unzip();
+                    score_reads(&registry, &bundle, &texts, reads, policy, results_only)
+                }
+                // Not the usual shape, or not valid: serde_json reads it and says why.
+                None => {
+                    let docs = parse_docs(&bytes, limit)?;
+                    let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
+                    score_raw(&registry, &bundle, &docs, policy, results_only)
+                }
+            };
             let took = started.elapsed().as_millis() as u64;
             Ok(write_answer(
                 &bundle,
@@ -261,6 +277,25 @@ enum Read {
     Bad(Value),
 }
 
+/// The top-level key of the bundle's target field (`ml` for `ml.inference.<model>`).
+fn watched(bundle: &Bundle) -> &str {
+    let target = bundle.target_field.as_str();
+    target.split('.').next().unwrap_or_default()
+}
+
+/// A document as read for scoring: what the scanner found, or the document parsed whole.
+fn read(scanned: Option<Scanned>, text: &str) -> Read {
+    if let Some(scanned) = scanned {
+        return Read::Scanned(scanned);
+    }
+    match serde_json::from_str(text) {
+        Ok(doc) => Read::Parsed(doc),
+        Err(e) => Read::Bad(
+            json!({"type": "x_content_parse_exception", "reason": format!("malformed JSON: {e}")}),
+        ),
+    }
+}
+
 /// Scores documents given as JSON texts; one answer per document, in order. The documents are
 /// observed by the entity state (scoring is ingest: it records their events). A document is
 /// echoed as sent with its result appended, unless it already has the target's top-level key
@@ -272,24 +307,26 @@ pub fn score_raw(
     policy: ExplainPolicy,
     results_only: bool,
 ) -> Vec<Answer> {
-    let target = bundle.target_field.as_str();
-    let watched = target.split('.').next().unwrap_or_default();
     let scanner = bundle.extractor.scanner();
-    let reads: Vec<Read> = docs
+    let watched = watched(bundle);
+    let reads = docs
         .iter()
-        .map(|text| {
-            if let Some(scanned) = scanner.and_then(|s| s.scan(text, watched)) {
-                return Read::Scanned(scanned);
-            }
-            match serde_json::from_str(text) {
-                Ok(doc) => Read::Parsed(doc),
-                Err(e) => Read::Bad(
-                    json!({"type": "x_content_parse_exception", "reason": format!("malformed JSON: {e}")}),
-                ),
-            }
-        })
+        .map(|text| read(scanner.and_then(|s| s.scan(text, watched)), text))
         .collect();
+    score_reads(registry, bundle, docs, reads, policy, results_only)
+}
 
+/// [`score_raw`] for documents already read.
+fn score_reads(
+    registry: &ModelRegistry,
+    bundle: &Arc<Bundle>,
+    docs: &[&str],
+    reads: Vec<Read>,
+    policy: ExplainPolicy,
+    results_only: bool,
+) -> Vec<Answer> {
+    let target = bundle.target_field.as_str();
+    let watched = watched(bundle);
     let parsed: Vec<usize> = (0..reads.len())
         .filter(|&i| matches!(reads[i], Read::Parsed(_)))
         .collect();
