@@ -138,20 +138,24 @@ wrk.headers["Content-Type"] = "{ctype}"
 """ + LUA_REPORT
 
 
-def lua_check(check_substring: str | None) -> str:
-    """Lua counting a response whose body contains check_substring as bad (string.find, plain)."""
+def lua_check(check_substring: str | None, within: int | None = None) -> str:
+    """Lua counting a response whose body contains check_substring as bad (string.find, plain).
+    within: search only the body's first bytes, where the answer's flag is (searching a 100 kB answer
+    whole costs wrk a fifth of a core at 1,500 answers/s, taken from the server when nothing is pinned)."""
     if not check_substring:
         return ""
-    return f'if body and string.find(body, {lua_str(check_substring)}, 1, true) then bad = bad + 1 end'
+    searched = f"string.sub(body, 1, {within})" if within else "body"
+    return f'if body and string.find({searched}, {lua_str(check_substring)}, 1, true) then bad = bad + 1 end'
 
 
-def write_lua(body: bytes, ctype: str, check_substring: str | None = None) -> tuple[Path, Path]:
-    """A body file and a wrk script posting it. check_substring: a response containing it counts as bad
-    (e.g. '"errors":true' for _bulk)."""
+def write_lua(body: bytes, ctype: str, check_substring: str | None = None,
+              within: int | None = None) -> tuple[Path, Path]:
+    """A body file and a wrk script posting it. check_substring: a response containing it (in its first
+    `within` bytes, if given) counts as bad (e.g. '"errors":true' for _bulk)."""
     d = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     bp = d / "body"
     bp.write_bytes(body)
-    check = lua_check(check_substring)
+    check = lua_check(check_substring, within)
     lp = d / "post.lua"
     lp.write_text(LUA.format(body=bp, ctype=ctype, check=check))
     return bp, lp

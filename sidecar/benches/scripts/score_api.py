@@ -15,7 +15,10 @@ wrk on CPU 0 with taskset, so the ratio is per core; `none` pins nothing: Vigil 
 (its scoring pool follows the CPUs it may run on) and FastAPI runs 2 uvicorn workers, both sharing
 the machine with wrk.
 
-Cases: `score` (Vigil `?explain=never` vs FastAPI /score), and with --explain also `explain`
+Cases: `score` (Vigil `?explain=never`, the documents echoed with their results, vs FastAPI
+/score, which answers with the probabilities alone); with --results-only also `results` (Vigil
+answering with the results alone, `&results_only=true`: the baseline's kind of answer, and a
+tenth of the bytes for wrk to read and search); with --explain also `explain`
 (Vigil `?explain=all`, exact TreeSHAP top 5 for every document, vs FastAPI + xgboost
 pred_contribs top 5, sidecar/benches/scripts/fastapi_explain.py). With --telemetry also
 `telemetry`: Vigil as deployed (metrics recorded, drift windows, ECS JSON logs at info) against
@@ -59,6 +62,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--pin", choices=["core", "none"], default="core")
     ap.add_argument("--explain", action="store_true", help="also the explain-every-document case")
+    ap.add_argument("--results-only", action="store_true",
+                    help="also Vigil answering with the results alone (?results_only=true), as the baseline "
+                         "answers with probabilities alone")
     ap.add_argument("--telemetry", action="store_true", help="also metrics+logs on vs off, Vigil against itself")
     ap.add_argument("--vigil-port", type=int, default=9281)
     ap.add_argument("--fastapi-port", type=int, default=8099)
@@ -67,7 +73,9 @@ def main() -> int:
 
     server_cpus, wrk_cpus = ("1", "0") if args.pin == "core" else (None, None)
     body = json.dumps({"docs": documents(args.docs)}).encode()
-    _, lua = write_lua(body, "application/json", check_substring='"errors":true')
+    # Vigil's answer starts {"took":..,"model_id":..,"model_version":..,"errors":..: its flag is in the
+    # first 256 bytes (the baseline's answer has none).
+    _, lua = write_lua(body, "application/json", check_substring='"errors":true', within=256)
     log(f"[bench] body: {len(body)} bytes, {args.docs} docs; pin={args.pin}; load before: {loadavg()}")
 
     vigil = Server("vigil", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_port}",
@@ -84,6 +92,10 @@ def main() -> int:
         servers.append(fastapi)
         cases = [("score", vigil, f"http://127.0.0.1:{args.vigil_port}/_vigil/score/bench_xgb?explain=never",
                   fastapi, f"http://127.0.0.1:{args.fastapi_port}/score/bench_xgb")]
+        if args.results_only:
+            cases.append(("results", vigil,
+                          f"http://127.0.0.1:{args.vigil_port}/_vigil/score/bench_xgb?explain=never&results_only=true",
+                          fastapi, f"http://127.0.0.1:{args.fastapi_port}/score/bench_xgb"))
         if args.explain:
             fx = Server("fastapi-explain", [str(VENV_PY), str(Path(__file__).parent / "fastapi_explain.py"),
                                             "--port", str(args.fastapi_port + 1)],
@@ -137,6 +149,7 @@ def main() -> int:
     print("| case | service | docs/s | p50 ms | p99 ms | server CPU (cores) | wrk CPU (cores) |")
     print("|---|---|---|---|---|---|---|")
     labels = {"score": ("Vigil `?explain=never`", "FastAPI + onnxruntime"),
+              "results": ("Vigil `?explain=never&results_only=true`", "FastAPI + onnxruntime"),
               "explain": ("Vigil `?explain=all` (TreeSHAP top 5)", "FastAPI + onnxruntime + xgboost pred_contribs top 5"),
               "telemetry": ("Vigil, metrics + ECS logs on", "Vigil, metrics and logs off")}
     for name, r in results.items():
