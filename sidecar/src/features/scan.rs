@@ -186,46 +186,35 @@ pub fn read_batch<'a>(
         r.expect(b':').ok()?;
         r.ws();
     }
-    r.expect(b'[').ok()?;
-    r.enter().ok()?;
     let mut docs = Vec::new();
-    r.ws();
-    if !r.eat(b']') {
-        loop {
-            r.ws();
-            if docs.len() == limit {
-                return None;
-            }
-            let start = r.i;
-            let depth = r.depth;
-            let scanned = match (scanner, &mut found) {
-                (Some(s), Some(found)) => match s.read(&mut r, found, watched) {
-                    Ok(scanned) => Some(scanned),
-                    Err(Stop::Invalid) => return None,
-                    Err(Stop::Ambiguous) => {
-                        // Valid so far: find the document's end; it is parsed whole.
-                        (r.i, r.depth) = (start, depth);
-                        r.skip().ok()?;
-                        None
-                    }
-                },
-                _ => {
-                    r.skip().ok()?;
+    r.elements(|r, n| {
+        if n == limit {
+            return Err(Stop::Invalid);
+        }
+        let (start, depth) = (r.i, r.depth);
+        let scanned = match (scanner, &mut found) {
+            (Some(s), Some(found)) => match s.read(r, found, watched) {
+                Ok(scanned) => Some(scanned),
+                Err(Stop::Invalid) => return Err(Stop::Invalid),
+                Err(Stop::Ambiguous) => {
+                    // Valid so far: find the document's end; it is parsed whole.
+                    (r.i, r.depth) = (start, depth);
+                    r.skip()?;
                     None
                 }
-            };
-            docs.push(BatchDoc {
-                text: &body[start..r.i],
-                scanned,
-            });
-            r.ws();
-            if r.eat(b',') {
-                continue;
+            },
+            _ => {
+                r.skip()?;
+                None
             }
-            r.expect(b']').ok()?;
-            break;
-        }
-    }
+        };
+        docs.push(BatchDoc {
+            text: &body[start..r.i],
+            scanned,
+        });
+        Ok(())
+    })
+    .ok()?;
     if wrapped {
         r.ws();
         r.expect(b'}').ok()?;
@@ -441,53 +430,49 @@ impl<'a> Reader<'a> {
     /// Past the object at the reader's position, calling `value` with each key (decoded) at
     /// its value.
     fn object_keys(&mut self, mut value: impl FnMut(&mut Self, &str) -> Step<()>) -> Step<()> {
-        self.expect(b'{')?;
-        self.enter()?;
-        self.ws();
-        if !self.eat(b'}') {
-            loop {
-                self.ws();
-                let at = self.i;
-                let (key, escaped) = self.string()?;
-                let decoded: String;
-                let key = if escaped {
-                    decoded =
-                        serde_json::from_str(&self.text[at..self.i]).map_err(|_| Stop::Invalid)?;
-                    &decoded
-                } else {
-                    key
-                };
-                self.ws();
-                self.expect(b':')?;
-                self.ws();
-                value(self, key)?;
-                self.ws();
-                if self.eat(b',') {
-                    continue;
-                }
-                self.expect(b'}')?;
-                break;
-            }
-        }
-        self.depth -= 1;
-        Ok(())
+        self.list(b'{', b'}', |r, _| {
+            let at = r.i;
+            let (key, escaped) = r.string()?;
+            let decoded: String;
+            let key = if escaped {
+                decoded = serde_json::from_str(&r.text[at..r.i]).map_err(|_| Stop::Invalid)?;
+                &decoded
+            } else {
+                key
+            };
+            r.ws();
+            r.expect(b':')?;
+            r.ws();
+            value(r, key)
+        })
     }
 
     /// Past the array at the reader's position, calling `element` at each element with its
     /// position.
-    fn elements(&mut self, mut element: impl FnMut(&mut Self, usize) -> Step<()>) -> Step<()> {
-        self.expect(b'[')?;
+    fn elements(&mut self, element: impl FnMut(&mut Self, usize) -> Step<()>) -> Step<()> {
+        self.list(b'[', b']', element)
+    }
+
+    /// Past the object or array at the reader's position (opened by `open`, closed by `close`),
+    /// calling `item` at each member or element with its position.
+    fn list(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self, usize) -> Step<()>,
+    ) -> Step<()> {
+        self.expect(open)?;
         self.enter()?;
         self.ws();
-        if !self.eat(b']') {
+        if !self.eat(close) {
             for n in 0.. {
                 self.ws();
-                element(self, n)?;
+                item(self, n)?;
                 self.ws();
                 if self.eat(b',') {
                     continue;
                 }
-                self.expect(b']')?;
+                self.expect(close)?;
                 break;
             }
         }
