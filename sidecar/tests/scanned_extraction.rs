@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{json, Map, Value};
 use vigil::bundle::{golden, load, Bundle};
-use vigil::features::read_batch;
+use vigil::features::{read_batch, FeatureExtractor, Scanned};
 use vigil::http::score::parse_docs;
 
 /// A small deterministic generator (xorshift), so every run tries the same shapes.
@@ -83,8 +83,23 @@ fn text(doc: &Value, rng: &mut Rng) -> String {
     s
 }
 
-fn same_row(a: &[f32], b: &[f32]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+/// What was scanned from `text` gives the row (bit for bit), or the error, that parsing `text`
+/// and extracting gives.
+fn assert_scanned_as_parsed(extractor: &FeatureExtractor, found: &Scanned, text: &str) {
+    let parsed: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("scanned, but serde_json says {e}: {text}"));
+    let n = extractor.len();
+    let (mut want, mut got) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let want = extractor.extract(&parsed, &mut want).map(|()| want);
+    let got = extractor.extract_scanned(found, &mut got).map(|()| got);
+    match (&want, &got) {
+        (Ok(w), Ok(g)) => assert!(
+            w.iter().zip(g).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{text}\n{w:?}\n{g:?}"
+        ),
+        (Err(w), Err(g)) => assert_eq!(w, g, "{text}"),
+        _ => panic!("{text}: parsed {want:?}, scanned {got:?}"),
+    }
 }
 
 /// Checks every document in every shape; returns (scanned, given up).
@@ -93,7 +108,6 @@ fn check(bundle: &Bundle, docs: &[Value], seed: u64) -> (usize, usize) {
     let scanner = extractor
         .scanner()
         .unwrap_or_else(|| panic!("{} has a scanner", bundle.name()));
-    let n = extractor.len();
     let (mut scanned, mut gave_up) = (0, 0);
     let mut rng = Rng(seed);
     for doc in docs {
@@ -104,21 +118,12 @@ fn check(bundle: &Bundle, docs: &[Value], seed: u64) -> (usize, usize) {
                 reshape(doc, &mut rng, 0)
             };
             let text = text(&shaped, &mut rng);
-            let parsed: Value = serde_json::from_str(&text).unwrap();
-            let mut want = vec![0.0f32; n];
-            let want = extractor.extract(&parsed, &mut want).map(|()| want);
             let Some(found) = scanner.scan(&text, "ml") else {
                 gave_up += 1;
                 continue;
             };
             scanned += 1;
-            let mut got = vec![0.0f32; n];
-            let got = extractor.extract_scanned(&found, &mut got).map(|()| got);
-            match (&want, &got) {
-                (Ok(w), Ok(g)) => assert!(same_row(w, g), "{text}\n{w:?}\n{g:?}"),
-                (Err(w), Err(g)) => assert_eq!(w, g, "{text}"),
-                _ => panic!("{text}: parsed {want:?}, scanned {got:?}"),
-            }
+            assert_scanned_as_parsed(extractor, &found, &text);
         }
     }
     (scanned, gave_up)
@@ -185,7 +190,6 @@ fn one_pass_agrees(bundle: &Bundle, body: &str, limit: usize) -> bool {
     let texts: Vec<&str> = batch.iter().map(|d| d.text).collect();
     let want: Vec<&str> = split.iter().map(|d| d.get()).collect();
     assert_eq!(texts, want, "{body}");
-    let n = extractor.len();
     for doc in &batch {
         assert_eq!(
             doc.scanned,
@@ -193,16 +197,8 @@ fn one_pass_agrees(bundle: &Bundle, body: &str, limit: usize) -> bool {
             "{}",
             doc.text
         );
-        let Some(found) = &doc.scanned else { continue };
-        let parsed: Value = serde_json::from_str(doc.text)
-            .unwrap_or_else(|e| panic!("scanned, but serde_json says {e}: {}", doc.text));
-        let (mut want, mut got) = (vec![0.0f32; n], vec![0.0f32; n]);
-        let want = extractor.extract(&parsed, &mut want).map(|()| want);
-        let got = extractor.extract_scanned(found, &mut got).map(|()| got);
-        match (&want, &got) {
-            (Ok(w), Ok(g)) => assert!(same_row(w, g), "{}\n{w:?}\n{g:?}", doc.text),
-            (Err(w), Err(g)) => assert_eq!(w, g, "{}", doc.text),
-            _ => panic!("{}: parsed {want:?}, scanned {got:?}", doc.text),
+        if let Some(found) = &doc.scanned {
+            assert_scanned_as_parsed(extractor, found, doc.text);
         }
     }
     true
@@ -305,6 +301,44 @@ fn batches_are_read_in_one_pass_as_serde_json_reads_them() {
             "[{},]",
         ] {
             assert!(!one_pass_agrees(&bundle, body, 1_000), "{body}");
+        }
+        // Invalid values in a field no feature reads (the reader skips them): refused, as
+        // serde_json refuses them; the same field with a valid value is accepted.
+        for (bad, good) in [
+            ("01", "0"),
+            ("-01.5", "-1.5"),
+            ("1.", "1.0"),
+            (".5", "0.5"),
+            ("-", "-0"),
+            ("1e", "1e0"),
+            ("+1", "1"),
+            ("tru", "true"),
+            ("nul", "null"),
+            ("[1,]", "[1]"),
+            ("{\"a\":1,}", "{\"a\":1}"),
+            ("{\"a\" 1}", "{\"a\": 1}"),
+            ("{1: 1}", "{\"1\": 1}"),
+            ("\"tab\there\"", "\"tab\\there\""),
+            ("\"\\x\"", "\"\\n\""),
+            ("\"\\u12\"", "\"\\u1234\""),
+            ("\"open", "\"closed\""),
+        ] {
+            for (value, valid) in [(bad, false), (good, true)] {
+                let body = format!("[{{\"unread\": {value}, \"ml\": 1}}, {{}}]");
+                assert_eq!(parse_docs(body.as_bytes(), 1_000).is_ok(), valid, "{body}");
+                assert_eq!(one_pass_agrees(&bundle, &body, 1_000), valid, "{body}");
+            }
+        }
+        // Unpaired surrogates: serde_json's split skips over them, and refuses the document when
+        // it parses it whole; one pass leaves the body to serde_json. A pair is read.
+        for (value, valid) in [
+            ("\"\\ud800\"", false),
+            ("\"\\udc00 x\"", false),
+            ("\"\\ud83d\\ude00\"", true),
+        ] {
+            let body = format!("[{{\"unread\": {value}}}]");
+            assert!(parse_docs(body.as_bytes(), 1_000).is_ok(), "{body}");
+            assert_eq!(one_pass_agrees(&bundle, &body, 1_000), valid, "{body}");
         }
         // Random edits: what one pass accepts, serde_json accepts and splits the same way; and
         // one pass refuses a valid body only where it contains an escape (left to serde_json).
