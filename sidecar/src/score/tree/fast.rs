@@ -440,8 +440,8 @@ mod tests {
     }
 
     /// The AVX-512 walk over complete trees adds, row by row and in tree order, the same f32
-    /// sums as the scalar walk: over depths up to the limit and past it (no wide form then), one
-    /// column and several (each tree writing one, as XGBoost's multiclass trees do), every
+    /// sums as the scalar walk: over depths up to the limit and past it (no wide form then; each
+    /// depth up to 7 takes its own way to a level's nodes and leaves), one column and several (each tree writing one, as XGBoost's multiclass trees do), every
     /// comparison mode, NaN inputs, and row counts around the 32-row blocks.
     #[test]
     fn wide_walk_adds_the_same_sums_as_the_scalar_walk() {
@@ -453,7 +453,11 @@ mod tests {
         for (depth, cols, trees) in [
             (0, 1, 3),
             (1, 1, 5),
+            (3, 1, 20),
+            (4, 2, 20),
+            (5, 1, 30),
             (6, 1, 60),
+            (7, 1, 20),
             (6, 3, 61),
             (10, 1, 12),
             (11, 1, 4),

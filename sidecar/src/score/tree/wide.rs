@@ -2,11 +2,16 @@
 //! in AVX-512 vectors.
 //!
 //! Node `i`'s children are `2i + 1` (the NaN side) and `2i + 2`, so a step needs no child
-//! pointer: gather the node's feature and threshold for 16 rows, gather the 16 feature values,
+//! pointer: find the node's feature and threshold for 16 rows, gather the 16 feature values,
 //! compare, and `i = 2i + 1 + cond`. A leaf above the bottom level becomes nodes with threshold
 //! NaN (always the first child) down to a copy of its value, so every walk is exactly `depth`
 //! steps and lands on the right value. Two vectors of 16 rows walk each tree together so one's
 //! gathers overlap the other's.
+//!
+//! A level of at most 32 nodes (the first six) fits in one or two registers, so its features
+//! and thresholds are picked by a permute (`vpermd`/`vpermt2d`, a cycle or so) instead of two
+//! gathers, and so are up to 64 leaves: a depth-6 tree takes one gather per level (the rows'
+//! feature values) instead of three, and none for its leaves.
 //!
 //! Built only for forests [`FastForest`](super::fast::FastForest) evaluates in f32 where every
 //! tree writes one column and is at most [`MAX_DEPTH`] deep, and used only on CPUs with AVX-512F.
@@ -150,22 +155,61 @@ impl WideForest {
             let base1 = _mm512_loadu_si512(base[L..].as_ptr().cast());
             acc.iter_mut().for_each(|a| *a = [0.0; 2 * L]);
             for tree in &self.trees {
-                // SAFETY (every gather below): node indices stay below `2^depth - 1` for the
-                // `depth` steps (after s steps i <= 2^(s+1) - 2), the tree's nodes are
-                // `fx[nodes..nodes + 2^depth - 1]`; feature offsets are `base + (fx & FEATURE)`
-                // with base <= (n - 1) * f and every fx < min_features <= f, so below n * f <=
-                // rows.len(); leaf offsets are i - (2^depth - 1) in [0, 2^depth), the tree's
-                // leaves. All offsets fit i32 (asserted by the caller).
+                // SAFETY (every load and gather below): at level s every lane's position j is
+                // below 2^s, so node offsets `2^s - 1 + j` stay below `2^(s+1) - 1 <= 2^depth - 1`
+                // and the unmasked loads of a level (`2^s - 1 .. 2^(s+1) - 1`) stay within the
+                // tree's nodes `fx[nodes..nodes + 2^depth - 1]` (masked loads do not touch the
+                // lanes they mask off); feature offsets are `base + (fx & FEATURE)` with
+                // base <= (n - 1) * f and every fx < min_features <= f, so below n * f <=
+                // rows.len(); leaf offsets j are in [0, 2^depth), the tree's leaves, and the
+                // leaf loads read exactly its 2^depth leaves (16 or fewer masked). All offsets
+                // fit i32 (asserted by the caller).
                 let fxp = self.fx.as_ptr().add(tree.nodes).cast::<i32>();
                 let tp = self.t.as_ptr().add(tree.nodes);
                 let xp = rows.as_ptr().cast::<i32>();
-                let mut i0 = _mm512_setzero_si512();
-                let mut i1 = _mm512_setzero_si512();
-                for _ in 0..tree.depth {
-                    let fx0 = _mm512_i32gather_epi32::<4>(i0, fxp);
-                    let fx1 = _mm512_i32gather_epi32::<4>(i1, fxp);
-                    let t0 = _mm512_i32gather_ps::<4>(i0, tp);
-                    let t1 = _mm512_i32gather_ps::<4>(i1, tp);
+                // Each lane's position within the current level (node `2^level - 1 + j`).
+                let mut j0 = _mm512_setzero_si512();
+                let mut j1 = _mm512_setzero_si512();
+                for level in 0..tree.depth {
+                    let start = (1usize << level) - 1;
+                    let width = 1usize << level;
+                    // The level's features and thresholds for each lane: picked from one or two
+                    // registers holding the whole level while it has at most 32 nodes, gathered
+                    // below that. Loads stay within the level: `start + width <= 2^depth - 1`.
+                    let (fx0, fx1, t0, t1) = if width <= L {
+                        let m = ((1u32 << width) - 1) as __mmask16;
+                        let f = _mm512_maskz_loadu_epi32(m, fxp.add(start));
+                        let t = _mm512_maskz_loadu_ps(m, tp.add(start));
+                        (
+                            _mm512_permutexvar_epi32(j0, f),
+                            _mm512_permutexvar_epi32(j1, f),
+                            _mm512_permutexvar_ps(j0, t),
+                            _mm512_permutexvar_ps(j1, t),
+                        )
+                    } else if width == 2 * L {
+                        let (fa, fb) = (
+                            _mm512_loadu_si512(fxp.add(start).cast()),
+                            _mm512_loadu_si512(fxp.add(start + L).cast()),
+                        );
+                        let (ta, tb) = (
+                            _mm512_loadu_ps(tp.add(start)),
+                            _mm512_loadu_ps(tp.add(start + L)),
+                        );
+                        (
+                            _mm512_permutex2var_epi32(fa, j0, fb),
+                            _mm512_permutex2var_epi32(fa, j1, fb),
+                            _mm512_permutex2var_ps(ta, j0, tb),
+                            _mm512_permutex2var_ps(ta, j1, tb),
+                        )
+                    } else {
+                        let (fl, tl) = (fxp.add(start), tp.add(start));
+                        (
+                            _mm512_i32gather_epi32::<4>(j0, fl),
+                            _mm512_i32gather_epi32::<4>(j1, fl),
+                            _mm512_i32gather_ps::<4>(j0, tl),
+                            _mm512_i32gather_ps::<4>(j1, tl),
+                        )
+                    };
                     let o0 = _mm512_add_epi32(base0, _mm512_and_si512(fx0, fmask));
                     let o1 = _mm512_add_epi32(base1, _mm512_and_si512(fx1, fmask));
                     let x0 = _mm512_i32gather_epi32::<4>(o0, xp);
@@ -177,15 +221,41 @@ impl WideForest {
                         _mm512_castsi512_ps(_mm512_xor_si512(x1, _mm512_and_si512(fx1, smask)));
                     let c0 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s0, t0);
                     let c1 = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s1, t1);
-                    let n0 = _mm512_add_epi32(_mm512_add_epi32(i0, i0), one);
-                    let n1 = _mm512_add_epi32(_mm512_add_epi32(i1, i1), one);
-                    i0 = _mm512_mask_add_epi32(n0, c0, n0, one);
-                    i1 = _mm512_mask_add_epi32(n1, c1, n1, one);
+                    let n0 = _mm512_add_epi32(j0, j0);
+                    let n1 = _mm512_add_epi32(j1, j1);
+                    j0 = _mm512_mask_add_epi32(n0, c0, n0, one);
+                    j1 = _mm512_mask_add_epi32(n1, c1, n1, one);
                 }
+                // The leaves, `2^depth` of them, picked from registers up to 64.
                 let lp = self.leaves.as_ptr().add(tree.leaves);
-                let internal = _mm512_set1_epi32(((1u32 << tree.depth) - 1) as i32);
-                let v0 = _mm512_i32gather_ps::<4>(_mm512_sub_epi32(i0, internal), lp);
-                let v1 = _mm512_i32gather_ps::<4>(_mm512_sub_epi32(i1, internal), lp);
+                let width = 1usize << tree.depth;
+                let (v0, v1) = if width <= L {
+                    let m = ((1u32 << width) - 1) as __mmask16;
+                    let l = _mm512_maskz_loadu_ps(m, lp);
+                    (_mm512_permutexvar_ps(j0, l), _mm512_permutexvar_ps(j1, l))
+                } else if width <= 4 * L {
+                    // 32 or 64 leaves: bit 5 of the position picks the upper pair of registers.
+                    let (la, lb) = (_mm512_loadu_ps(lp), _mm512_loadu_ps(lp.add(L)));
+                    let pick = |j: __m512i| {
+                        let low = _mm512_permutex2var_ps(la, j, lb);
+                        if width == 2 * L {
+                            return low;
+                        }
+                        let high = _mm512_permutex2var_ps(
+                            _mm512_loadu_ps(lp.add(2 * L)),
+                            j,
+                            _mm512_loadu_ps(lp.add(3 * L)),
+                        );
+                        let upper = _mm512_test_epi32_mask(j, _mm512_set1_epi32(2 * L as i32));
+                        _mm512_mask_blend_ps(upper, low, high)
+                    };
+                    (pick(j0), pick(j1))
+                } else {
+                    (
+                        _mm512_i32gather_ps::<4>(j0, lp),
+                        _mm512_i32gather_ps::<4>(j1, lp),
+                    )
+                };
                 let a = &mut acc[tree.column];
                 let a0 = _mm512_add_ps(_mm512_loadu_ps(a.as_ptr()), v0);
                 let a1 = _mm512_add_ps(_mm512_loadu_ps(a[L..].as_ptr()), v1);
