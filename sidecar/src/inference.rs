@@ -3,7 +3,6 @@
 //! Each document ends as its own `Ok(result)` or `Err(error)`; one bad document never fails the
 //! others. Results have the shape of the Elasticsearch `inference` processor's output.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value};
 
 use crate::bundle::{Bundle, Task};
@@ -343,171 +342,180 @@ fn select(bundle: &Bundle, result: &InferenceResult, e: Explanation) -> Explaine
 }
 
 impl InferenceResult {
-    /// The result object written at the bundle's target field, as a JSON value.
+    /// The result object written at the bundle's target field, as a JSON value (read back from
+    /// [`Self::write_json`], so both have the same keys in the same order).
     pub fn to_json(&self, bundle: &Bundle) -> Value {
-        serde_json::to_value(self.rendered(bundle)).expect("results serialise")
+        let mut out = Vec::new();
+        self.write_json(bundle, &mut out);
+        serde_json::from_slice(&out).expect("results are JSON")
     }
 
-    /// The result object, serialisable straight into bytes (the `_bulk` path writes it without
-    /// building a [`Value`]); [`Self::to_json`] goes through it too, so both have the same keys
-    /// in the same order.
-    pub fn rendered<'a>(&'a self, bundle: &'a Bundle) -> Rendered<'a> {
-        Rendered {
-            result: self,
-            bundle,
+    /// The result object as JSON text, appended to `out` as serde_json would write it (compact;
+    /// strings escaped and numbers formatted by serde_json), without building a [`Value`]: the
+    /// scoring API and `_bulk` write one per document. Keys are plain ASCII names written as
+    /// they are, and each distinct number is formatted once (a binary classifier's probability
+    /// appears up to five times).
+    pub fn write_json(&self, bundle: &Bundle, out: &mut Vec<u8>) {
+        let mut numbers = Numbers::default();
+        let mut o = Json { out };
+        o.first(key::PREDICTED_VALUE);
+        match &self.predicted {
+            Predicted::Class(c) => o.string(c),
+            Predicted::Value(v) => o.number(&mut numbers, *v),
         }
-    }
-}
-
-/// See [`InferenceResult::rendered`].
-pub struct Rendered<'a> {
-    result: &'a InferenceResult,
-    bundle: &'a Bundle,
-}
-
-impl Serialize for Rendered<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.result;
-        let mut o = s.serialize_map(None)?;
-        match &r.predicted {
-            Predicted::Class(c) => o.serialize_entry(key::PREDICTED_VALUE, c)?,
-            Predicted::Value(v) => o.serialize_entry(key::PREDICTED_VALUE, v)?,
+        if let Some(p) = self.prediction_probability {
+            o.key(key::PREDICTION_PROBABILITY).number(&mut numbers, p);
+            o.key(key::PREDICTION_SCORE).number(&mut numbers, p);
         }
-        if let Some(p) = r.prediction_probability {
-            o.serialize_entry(key::PREDICTION_PROBABILITY, &p)?;
-            o.serialize_entry(key::PREDICTION_SCORE, &p)?;
+        o.key(key::SCORE).number(&mut numbers, self.score);
+        if !self.top_classes.is_empty() {
+            o.key(key::TOP_CLASSES)
+                .list(&self.top_classes, |o, (class, p)| {
+                    o.first(key::CLASS_NAME);
+                    o.string(class);
+                    o.key(key::CLASS_PROBABILITY).number(&mut numbers, *p);
+                    o.key(key::CLASS_SCORE).number(&mut numbers, *p);
+                });
         }
-        o.serialize_entry(key::SCORE, &r.score)?;
-        if !r.top_classes.is_empty() {
-            let top: Vec<TopClass> = r
-                .top_classes
-                .iter()
-                .map(|(c, p)| TopClass { class: c, p: *p })
-                .collect();
-            o.serialize_entry(key::TOP_CLASSES, &top)?;
-        }
-        if let Some(x) = &r.explanation {
-            let names = self.bundle.extractor.features();
-            let items: Vec<Importance> = x
-                .top
-                .iter()
-                .map(|(i, per_col)| Importance {
-                    name: &names[*i].name,
-                    importance: per_col[x.column],
+        if let Some(x) = &self.explanation {
+            let names = bundle.extractor.features();
+            o.key(key::FEATURE_IMPORTANCE)
+                .list(&x.top, |o, (i, per_col)| {
+                    o.first(key::FEATURE_NAME);
+                    o.string(&names[*i].name);
+                    o.key(key::IMPORTANCE).float(per_col[x.column]);
                     // f32 widened as a JSON value widens it; NaN (missing) is null.
-                    value: Some(f64::from(r.features[*i])).filter(|v| !v.is_nan()),
-                    classes: &x.column_classes,
-                    per_col,
-                })
-                .collect();
-            o.serialize_entry(key::FEATURE_IMPORTANCE, &items)?;
+                    o.key(key::FEATURE_VALUE)
+                        .float(f64::from(self.features[*i]));
+                    if !x.column_classes.is_empty() {
+                        let classes = x.column_classes.iter().zip(per_col);
+                        o.key(key::CLASSES).list(classes, |o, (class, importance)| {
+                            o.first(key::CLASS_NAME);
+                            o.string(class);
+                            o.key(key::IMPORTANCE).float(*importance);
+                        });
+                    }
+                });
             let reported = if x.column_classes.is_empty() && x.explanation.expected_value.len() == 2
             {
-                self.bundle.positive
+                bundle.positive
             } else {
                 x.column
             };
-            o.serialize_entry(
-                key::EXPLANATION,
-                &ExplanationMeta {
-                    method: x.explanation.method,
-                    approximate: x.explanation.approximate,
-                    space: x.explanation.space.as_str(),
-                    expected_value: x
-                        .explanation
-                        .expected_value
-                        .get(reported)
-                        .copied()
-                        .unwrap_or(0.0),
-                },
-            )?;
+            let e = &x.explanation;
+            o.key(key::EXPLANATION);
+            o.first(key::EXPLANATION_METHOD);
+            o.string(e.method);
+            o.key(key::EXPLANATION_APPROXIMATE);
+            o.out
+                .extend_from_slice(if e.approximate { b"true" } else { b"false" });
+            o.key(key::EXPLANATION_SPACE).string(e.space.as_str());
+            o.key(key::EXPLANATION_EXPECTED_VALUE)
+                .float(e.expected_value.get(reported).copied().unwrap_or(0.0));
+            o.out.push(b'}');
         }
-        o.serialize_entry(key::MODEL_ID, &r.model_id)?;
-        o.serialize_entry(key::MODEL_VERSION, &r.model_version)?;
-        o.end()
+        o.key(key::MODEL_ID).string(&self.model_id);
+        o.key(key::MODEL_VERSION).string(&self.model_version);
+        o.out.push(b'}');
     }
 }
 
-/// A map of these entries, in this order: the small objects of the result.
-macro_rules! entries {
-    ($s:expr, $($key:expr => $value:expr),+ $(,)?) => {{
-        let mut o = $s.serialize_map(None)?;
-        $(o.serialize_entry($key, $value)?;)+
-        o.end()
-    }};
+/// JSON text written straight into bytes, as serde_json's compact writer writes it.
+struct Json<'a> {
+    out: &'a mut Vec<u8>,
 }
 
-struct TopClass<'a> {
-    class: &'a str,
-    p: f64,
-}
-
-impl Serialize for TopClass<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        entries!(s,
-            key::CLASS_NAME => self.class,
-            key::CLASS_PROBABILITY => &self.p,
-            key::CLASS_SCORE => &self.p,
-        )
+impl Json<'_> {
+    /// Opens an object with its first key.
+    fn first(&mut self, key: &str) -> &mut Self {
+        self.out.push(b'{');
+        self.name(key)
     }
-}
 
-struct Importance<'a> {
-    name: &'a str,
-    importance: f64,
-    value: Option<f64>,
-    /// Multiclass: the class of each column of `per_col`; empty otherwise.
-    classes: &'a [String],
-    per_col: &'a [f64],
-}
+    /// A following key of the open object.
+    fn key(&mut self, key: &str) -> &mut Self {
+        self.out.push(b',');
+        self.name(key)
+    }
 
-impl Serialize for Importance<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_map(None)?;
-        o.serialize_entry(key::FEATURE_NAME, self.name)?;
-        o.serialize_entry(key::IMPORTANCE, &self.importance)?;
-        o.serialize_entry(key::FEATURE_VALUE, &self.value)?;
-        if !self.classes.is_empty() {
-            let classes: Vec<ClassImportance> = self
-                .classes
-                .iter()
-                .zip(self.per_col)
-                .map(|(class, importance)| ClassImportance {
-                    class,
-                    importance: *importance,
-                })
-                .collect();
-            o.serialize_entry(key::CLASSES, &classes)?;
+    fn name(&mut self, key: &str) -> &mut Self {
+        debug_assert!(key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'));
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self
+    }
+
+    fn string(&mut self, s: &str) {
+        serde_json::to_writer(&mut *self.out, s).expect("strings serialise");
+    }
+
+    /// A number as serde_json writes an `f64` (`null` when not finite).
+    fn float(&mut self, x: f64) {
+        self.out.extend_from_slice(Number::new(x).text());
+    }
+
+    /// [`Self::float`], formatting each distinct value once.
+    fn number(&mut self, numbers: &mut Numbers, x: f64) {
+        self.out.extend_from_slice(numbers.text(x).text());
+    }
+
+    /// `[item, item, ...]`, each item an object `write` opens (with [`Self::first`]) and this
+    /// closes.
+    fn list<T>(&mut self, items: impl IntoIterator<Item = T>, mut write: impl FnMut(&mut Self, T)) {
+        self.out.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write(self, item);
+            self.out.push(b'}');
         }
-        o.end()
+        self.out.push(b']');
     }
 }
 
-struct ClassImportance<'a> {
-    class: &'a str,
-    importance: f64,
+/// A number's JSON text, as serde_json formats an `f64`.
+#[derive(Clone, Copy)]
+struct Number {
+    text: [u8; 32],
+    len: u8,
 }
 
-impl Serialize for ClassImportance<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        entries!(s, key::CLASS_NAME => self.class, key::IMPORTANCE => &self.importance)
+impl Number {
+    fn new(x: f64) -> Number {
+        let mut text = [0u8; 32];
+        let mut rest = &mut text[..];
+        // The longest f64 serde_json writes is 24 bytes (`-2.2250738585072014e-308`).
+        serde_json::to_writer(&mut rest, &x).expect("an f64's text fits in 32 bytes");
+        let len = (32 - rest.len()) as u8;
+        Number { text, len }
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
     }
 }
 
-struct ExplanationMeta<'a> {
-    method: &'a str,
-    approximate: bool,
-    space: &'a str,
-    expected_value: f64,
+/// The first few numbers of a result, formatted, by their bits.
+#[derive(Default)]
+struct Numbers {
+    seen: [(u64, Option<Number>); 4],
 }
 
-impl Serialize for ExplanationMeta<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        entries!(s,
-            key::EXPLANATION_METHOD => self.method,
-            key::EXPLANATION_APPROXIMATE => &self.approximate,
-            key::EXPLANATION_SPACE => self.space,
-            key::EXPLANATION_EXPECTED_VALUE => &self.expected_value,
-        )
+impl Numbers {
+    fn text(&mut self, x: f64) -> Number {
+        let bits = x.to_bits();
+        for (b, number) in &mut self.seen {
+            match number {
+                Some(n) if *b == bits => return *n,
+                Some(_) => {}
+                None => {
+                    *b = bits;
+                    return *number.insert(Number::new(x));
+                }
+            }
+        }
+        Number::new(x)
     }
 }

@@ -128,9 +128,10 @@ fn results_carry_the_inference_processor_shape_with_readable_feature_names() {
     assert_eq!(json["explanation"]["approximate"], false);
 }
 
-/// The `_bulk` path serialises results straight to bytes (`InferenceResult::rendered`); the
-/// other paths go through a JSON value. Both must write the same bytes, for every task: classes
-/// per importance (multiclass), no classes (regression), missing features (null values).
+/// Results are written straight to bytes (`InferenceResult::write_json`, the scoring API's and
+/// `_bulk`'s path); read back as a JSON value and written again by serde_json, they must give the
+/// same bytes (so the direct writer writes what serde_json writes), for every task: classes per
+/// importance (multiclass), no classes (regression), missing features (null values).
 #[test]
 fn results_serialise_to_the_same_bytes_directly_and_through_a_json_value() {
     let mut nulls_checked = 0;
@@ -153,7 +154,8 @@ fn results_serialise_to_the_same_bytes_directly_and_through_a_json_value() {
         let refs: Vec<&serde_json::Value> = docs.iter().collect();
         for r in infer(&b, &refs, ExplainPolicy::All) {
             let r = r.unwrap();
-            let direct = serde_json::to_vec(&r.rendered(&b)).unwrap();
+            let mut direct = Vec::new();
+            r.write_json(&b, &mut direct);
             let value = r.to_json(&b);
             assert_eq!(
                 String::from_utf8(direct).unwrap(),
@@ -210,6 +212,64 @@ fn results_serialise_to_the_same_bytes_directly_and_through_a_json_value() {
         nulls_checked > 0,
         "no bundle here has missing (NaN) feature values"
     );
+}
+
+/// The direct writer against a JSON value built here, for strings that need escaping, numbers
+/// serde_json writes as `null` and equal numbers at several keys.
+#[test]
+fn results_are_written_as_serde_json_writes_the_value() {
+    let b = load(&bundle("logreg_binary")).unwrap();
+    let odd = "q\"uote \\ back\u{1}\n é \u{2028} 😀";
+    for (p, other, score) in [
+        (0.7, 0.30000000000000004, 0.7),
+        (f64::NAN, 0.5, f64::INFINITY),
+        (1e-300, -0.0, 5e-324),
+        (0.1, 0.1, 0.1),
+    ] {
+        let result = vigil::inference::InferenceResult {
+            model_id: odd.to_string(),
+            model_version: format!("{odd}v"),
+            predicted: Predicted::Class(odd.to_string()),
+            score,
+            prediction_probability: Some(p),
+            top_classes: vec![(odd.to_string(), p), ("b".to_string(), other)],
+            features: vec![],
+            explanation: None,
+        };
+        let mut direct = Vec::new();
+        result.write_json(&b, &mut direct);
+        let want = serde_json::json!({
+            "predicted_value": odd,
+            "prediction_probability": p,
+            "prediction_score": p,
+            "score": score,
+            "top_classes": [
+                {"class_name": odd, "class_probability": p, "class_score": p},
+                {"class_name": "b", "class_probability": other, "class_score": other},
+            ],
+            "model_id": odd,
+            "model_version": format!("{odd}v"),
+        });
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
+        let value = vigil::inference::InferenceResult {
+            predicted: Predicted::Value(score),
+            prediction_probability: None,
+            top_classes: vec![],
+            ..result
+        };
+        let mut direct = Vec::new();
+        value.write_json(&b, &mut direct);
+        let want = serde_json::json!({
+            "predicted_value": score, "score": score, "model_id": odd, "model_version": format!("{odd}v"),
+        });
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
+    }
 }
 
 #[test]
