@@ -59,24 +59,45 @@ pub fn appended<'r>(
     empty: bool,
     results: impl Iterator<Item = (&'r str, &'r [u8])> + Clone,
 ) -> Option<Vec<u8>> {
-    let end = text.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    let len = results
+        .clone()
+        .map(|(target, json)| json.len() + 4 * target.len() + 8)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(text.len() + len);
+    let targets = results.clone().map(|(target, _)| target);
+    let mut jsons = results.map(|(_, json)| json);
+    let written = append_into(&mut out, text, has_key, empty, targets, |out| {
+        out.extend_from_slice(jsons.next().expect("one JSON text per target"))
+    });
+    written.then_some(out)
+}
+
+/// [`appended`], written at the end of `out`, each result's JSON text written by `result` (called
+/// once per target, in order). `false`, with `out` as it was, where [`appended`] gives `None`.
+pub fn append_into<'r>(
+    out: &mut Vec<u8>,
+    text: &[u8],
+    has_key: impl Fn(&str) -> bool,
+    empty: bool,
+    targets: impl Iterator<Item = &'r str> + Clone,
+    mut result: impl FnMut(&mut Vec<u8>),
+) -> bool {
+    let Some(end) = text.iter().rposition(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
     if text[end] != b'}' {
-        return None;
+        return false;
     }
-    let mut keys: Vec<&str> = Vec::new();
-    let mut len = end + 1;
-    for (target, json) in results.clone() {
-        let key = target.split('.').next().unwrap_or_default();
-        if has_key(key) || keys.contains(&key) {
-            return None;
+    let top = |target: &'r str| target.split('.').next().unwrap_or_default();
+    for (i, target) in targets.clone().enumerate() {
+        let key = top(target);
+        if has_key(key) || targets.clone().take(i).any(|t| top(t) == key) {
+            return false;
         }
-        keys.push(key);
-        len += json.len() + 4 * target.len() + 8;
     }
-    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&text[..end]);
     let mut first = empty;
-    for (target, json) in results {
+    for target in targets {
         if !first {
             out.push(b',');
         }
@@ -87,14 +108,14 @@ pub fn appended<'r>(
                 out.push(b'{');
                 depth += 1;
             }
-            serde_json::to_writer(&mut out, part).expect("strings serialise");
+            serde_json::to_writer(&mut *out, part).expect("strings serialise");
             out.push(b':');
         }
-        out.extend_from_slice(json);
+        result(out);
         out.extend(std::iter::repeat_n(b'}', depth));
     }
     out.push(b'}');
-    Some(out)
+    true
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -248,7 +248,11 @@ impl<'a> Scoring<'a> {
                 infer_with(&bundle, &refs, behaviour, self.policy)
                     .into_iter()
                     .map(|r| {
-                        r.map(|r| (bundle.target_field.clone(), serialise(&r.rendered(&bundle))))
+                        r.map(|r| {
+                            let mut json = Vec::with_capacity(512);
+                            r.write_json(&bundle, &mut json);
+                            (bundle.target_field.clone(), Bytes::from(json))
+                        })
                     })
             })
             .collect()

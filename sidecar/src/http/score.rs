@@ -18,9 +18,9 @@ use super::error::{json_error, read_body};
 use super::{ApiError, AppState};
 use crate::bundle::Bundle;
 use crate::bundle::ModelRegistry;
-use crate::enrich::{appended, write_at};
+use crate::enrich::{append_into, write_at};
 use crate::features::{read_batch, Scanned};
-use crate::inference::{infer_extracted, BehaviourValues, ExplainPolicy};
+use crate::inference::{infer_extracted, BehaviourValues, ExplainPolicy, InferenceResult};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -67,19 +67,33 @@ pub async fn score(
             let batch = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|body| read_batch(scanner, body, watched(&bundle), limit));
+            // Room for the documents echoed and a result of a few hundred bytes each.
+            let mut written = Vec::with_capacity(bytes.len() * 2 + 4096);
             let answers = match batch {
                 Some(batch) => {
                     let (texts, reads): (Vec<&str>, Vec<Read>) = batch
                         .into_iter()
                         .map(|doc| (doc.text, read(doc.scanned, doc.text)))
                         .unzip();
-                    score_reads(&registry, &bundle, &texts, reads, policy, results_only)
+                    let batch = Batch {
+                        registry: &registry,
+                        bundle: &bundle,
+                        policy,
+                        results_only,
+                    };
+                    batch.score(&texts, reads, &mut written)
                 }
                 // Not the usual shape, or not valid: serde_json reads it and says why.
                 None => {
                     let docs = parse_docs(&bytes, limit)?;
                     let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
-                    score_raw(&registry, &bundle, &docs, policy, results_only)
+                    let batch = Batch {
+                        registry: &registry,
+                        bundle: &bundle,
+                        policy,
+                        results_only,
+                    };
+                    batch.score_texts(&docs, &mut written)
                 }
             };
             let took = started.elapsed().as_millis() as u64;
@@ -89,7 +103,7 @@ pub async fn score(
                 took,
                 results_only,
                 &answers,
-                bytes.len(),
+                &written,
             ))
         })
         .await??;
@@ -106,12 +120,12 @@ fn write_answer(
     model: &str,
     took: u64,
     results_only: bool,
-    answers: &[Answer],
-    request_len: usize,
+    answers: &[Written],
+    written: &[u8],
 ) -> Vec<u8> {
     let string =
         |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).expect("strings serialise");
-    let mut out = Vec::with_capacity(request_len + answers.len() * 512 + 1024);
+    let mut out = Vec::with_capacity(written.len() + answers.len() * 16 + 1024);
     out.extend_from_slice(b"{\"took\":");
     out.extend_from_slice(took.to_string().as_bytes());
     out.extend_from_slice(b",\"model_id\":");
@@ -130,13 +144,13 @@ fn write_answer(
             out.push(b',');
         }
         match answer {
-            Ok(bytes) => {
+            Ok(range) => {
                 out.extend_from_slice(if results_only {
                     b"{\"result\":"
                 } else {
                     b"{\"doc\":"
                 });
-                out.extend_from_slice(bytes);
+                out.extend_from_slice(&written[range.clone()]);
             }
             Err(error) => {
                 out.extend_from_slice(b"{\"error\":");
@@ -307,103 +321,144 @@ pub fn score_raw(
     policy: ExplainPolicy,
     results_only: bool,
 ) -> Vec<Answer> {
-    let scanner = bundle.extractor.scanner();
-    let watched = watched(bundle);
-    let reads = docs
-        .iter()
-        .map(|text| read(scanner.and_then(|s| s.scan(text, watched)), text))
-        .collect();
-    score_reads(registry, bundle, docs, reads, policy, results_only)
+    let batch = Batch {
+        registry,
+        bundle,
+        policy,
+        results_only,
+    };
+    let mut written = Vec::new();
+    batch
+        .score_texts(docs, &mut written)
+        .into_iter()
+        .map(|answer| answer.map(|range| written[range].to_vec()))
+        .collect()
 }
 
-/// [`score_raw`] for documents already read.
-fn score_reads(
-    registry: &ModelRegistry,
-    bundle: &Arc<Bundle>,
-    docs: &[&str],
-    reads: Vec<Read>,
+/// One document's answer within the bytes a batch wrote: where its text is, or the error object.
+type Written = Result<std::ops::Range<usize>, Value>;
+
+/// A batch of documents scored by one bundle, answers written one after another into one buffer.
+struct Batch<'a> {
+    registry: &'a ModelRegistry,
+    bundle: &'a Arc<Bundle>,
     policy: ExplainPolicy,
     results_only: bool,
-) -> Vec<Answer> {
-    let target = bundle.target_field.as_str();
-    let watched = watched(bundle);
-    let parsed: Vec<usize> = (0..reads.len())
-        .filter(|&i| matches!(reads[i], Read::Parsed(_)))
-        .collect();
-    let refs: Vec<&Value> = parsed
-        .iter()
-        .map(|&i| match &reads[i] {
-            Read::Parsed(doc) => doc,
-            _ => unreachable!("filtered"),
-        })
-        .collect();
-    let observed = registry.observe(&refs, &[bundle.as_ref()]);
-    let mut context: Vec<Option<&BehaviourValues>> = vec![None; reads.len()];
-    if let Some(values) = &observed {
-        for (&i, v) in parsed.iter().zip(values) {
-            context[i] = Some(v);
-        }
+}
+
+impl Batch<'_> {
+    /// [`Self::score`] for documents given as JSON texts.
+    fn score_texts(&self, docs: &[&str], out: &mut Vec<u8>) -> Vec<Written> {
+        let scanner = self.bundle.extractor.scanner();
+        let watched = watched(self.bundle);
+        let reads = docs
+            .iter()
+            .map(|text| read(scanner.and_then(|s| s.scan(text, watched)), text))
+            .collect();
+        self.score(docs, reads, out)
     }
 
-    let readable: Vec<usize> = (0..reads.len())
-        .filter(|&i| !matches!(reads[i], Read::Bad(_)))
-        .collect();
-    let extractor = &bundle.extractor;
-    let mut results = infer_extracted(
-        bundle,
-        readable.len(),
-        |j, row| match &reads[readable[j]] {
-            Read::Scanned(s) => extractor.extract_scanned(s, row),
-            Read::Parsed(doc) => extractor.extract_with(doc, context[readable[j]], row),
-            Read::Bad(_) => unreachable!("filtered"),
-        },
-        policy,
-    )
-    .into_iter();
-
-    docs.iter()
-        .zip(reads)
-        .map(|(text, read)| {
-            if let Read::Bad(error) = read {
-                return Err(error);
-            }
-            let result = results
-                .next()
-                .expect("one result per readable document")
-                .map_err(|e| e.to_json())?;
-            let rendered = serde_json::to_vec(&result.rendered(bundle)).expect("results serialise");
-            if results_only {
-                return Ok(rendered);
-            }
-            let one = std::iter::once((target, &rendered[..]));
-            let echoed = match &read {
-                Read::Scanned(s) => {
-                    let has_key = |key: &str| s.has_watched && key == watched;
-                    appended(text.as_bytes(), has_key, s.empty, one)
-                }
-                Read::Parsed(Value::Object(doc)) => appended(
-                    text.as_bytes(),
-                    |key: &str| doc.contains_key(key),
-                    doc.is_empty(),
-                    one,
-                ),
-                _ => None,
-            };
-            if let Some(bytes) = echoed {
-                return Ok(bytes);
-            }
-            let doc = match read {
+    /// Scores documents already read; each answer (the document echoed with its result, or the
+    /// result alone) is appended to `out`, one after another, in order.
+    fn score(&self, docs: &[&str], reads: Vec<Read>, out: &mut Vec<u8>) -> Vec<Written> {
+        let bundle = self.bundle;
+        let parsed: Vec<usize> = (0..reads.len())
+            .filter(|&i| matches!(reads[i], Read::Parsed(_)))
+            .collect();
+        let refs: Vec<&Value> = parsed
+            .iter()
+            .map(|&i| match &reads[i] {
                 Read::Parsed(doc) => doc,
-                _ => serde_json::from_str(text).expect("scanned documents parse"),
-            };
-            let Value::Object(mut map) = doc else {
-                unreachable!("extraction refuses non-object documents")
-            };
-            let value = serde_json::from_slice(&rendered).expect("results parse");
-            write_at(&mut map, target, value).map_err(
-                |e| json!({"type": "document_parsing_exception", "reason": e.to_string()}),
-            )?;
-            Ok(serde_json::to_vec(&map).expect("JSON values serialise"))
-        })
-        .collect()
+                _ => unreachable!("filtered"),
+            })
+            .collect();
+        let observed = self.registry.observe(&refs, &[bundle.as_ref()]);
+        let mut context: Vec<Option<&BehaviourValues>> = vec![None; reads.len()];
+        if let Some(values) = &observed {
+            for (&i, v) in parsed.iter().zip(values) {
+                context[i] = Some(v);
+            }
+        }
+
+        let readable: Vec<usize> = (0..reads.len())
+            .filter(|&i| !matches!(reads[i], Read::Bad(_)))
+            .collect();
+        let extractor = &bundle.extractor;
+        let mut results = infer_extracted(
+            bundle,
+            readable.len(),
+            |j, row| match &reads[readable[j]] {
+                Read::Scanned(s) => extractor.extract_scanned(s, row),
+                Read::Parsed(doc) => extractor.extract_with(doc, context[readable[j]], row),
+                Read::Bad(_) => unreachable!("filtered"),
+            },
+            self.policy,
+        )
+        .into_iter();
+
+        docs.iter()
+            .zip(reads)
+            .map(|(text, read)| {
+                if let Read::Bad(error) = read {
+                    return Err(error);
+                }
+                let result = results
+                    .next()
+                    .expect("one result per readable document")
+                    .map_err(|e| e.to_json())?;
+                let start = out.len();
+                self.answer(text, read, &result, out)?;
+                Ok(start..out.len())
+            })
+            .collect()
+    }
+
+    /// Appends one document's answer to `out`: the result alone, or the document as sent with the
+    /// result appended (merged into the parsed document when it has the target's top-level key).
+    fn answer(
+        &self,
+        text: &str,
+        read: Read,
+        result: &InferenceResult,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Value> {
+        let bundle = self.bundle;
+        if self.results_only {
+            result.write_json(bundle, out);
+            return Ok(());
+        }
+        let target = bundle.target_field.as_str();
+        let watched = watched(bundle);
+        let one = std::iter::once(target);
+        let write = |out: &mut Vec<u8>| result.write_json(bundle, out);
+        let echoed = match &read {
+            Read::Scanned(s) => {
+                let has_key = |key: &str| s.has_watched && key == watched;
+                append_into(out, text.as_bytes(), has_key, s.empty, one, write)
+            }
+            Read::Parsed(Value::Object(doc)) => append_into(
+                out,
+                text.as_bytes(),
+                |key: &str| doc.contains_key(key),
+                doc.is_empty(),
+                one,
+                write,
+            ),
+            _ => false,
+        };
+        if echoed {
+            return Ok(());
+        }
+        let doc = match read {
+            Read::Parsed(doc) => doc,
+            _ => serde_json::from_str(text).expect("scanned documents parse"),
+        };
+        let Value::Object(mut map) = doc else {
+            unreachable!("extraction refuses non-object documents")
+        };
+        write_at(&mut map, target, result.to_json(bundle))
+            .map_err(|e| json!({"type": "document_parsing_exception", "reason": e.to_string()}))?;
+        serde_json::to_writer(out, &map).expect("JSON values serialise");
+        Ok(())
+    }
 }
