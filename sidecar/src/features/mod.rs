@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use scan::{read_batch, BatchDoc, Scanned, Scanner};
+pub use scan::{read_batch, BatchDoc, Scanned, Scanner, Slot};
 pub use source::{describe, first_value, lookup, lookup_whole};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 
@@ -194,11 +194,10 @@ impl FeatureExtractor {
             .zip(&self.scanned_sources)
             .zip(out.iter_mut())
         {
-            let found = sources.iter().find_map(|&i| {
-                let value = scanned.values[i].as_ref().and_then(first_value)?;
-                Some((&paths[i], value))
-            });
-            *slot = feature.value(found)?;
+            let found = sources
+                .iter()
+                .find_map(|&i| Some((&paths[i], scanned.values[i].first()?)));
+            *slot = feature.value(found.as_ref().map(|(path, value)| (*path, &**value)))?;
         }
         Ok(())
     }

@@ -26,7 +26,9 @@
 //! fuzz target on arbitrary bytes.
 
 use lexical_parse_float::FromLexicalWithOptions;
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde_json::{Number, Value};
 
 #[derive(Debug, Clone, Default)]
 struct Node {
@@ -48,11 +50,51 @@ pub struct Scanner {
 pub struct Scanned {
     /// The value at each path, in [`Scanner::paths`] order, as [`lookup_whole`](super::lookup_whole)
     /// returns it (`null` included).
-    pub values: Vec<Option<Value>>,
+    pub values: Vec<Slot>,
     /// The document has the top-level key the scan was asked to watch.
     pub has_watched: bool,
     /// The document is `{}`.
     pub empty: bool,
+}
+
+/// The value found at one path. Numbers, the usual feature value, are kept as serde_json's
+/// [`Number`] (24 bytes a slot, written in place); anything else is boxed. A `Value` per slot
+/// (72 bytes with `preserve_order`) was built on the stack and copied into its slot for every
+/// number, and that copy stalled on store forwarding.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Slot {
+    /// The path is not in the document.
+    #[default]
+    Missing,
+    Number(Number),
+    Other(Box<Value>),
+}
+
+impl Slot {
+    fn of(value: Value) -> Slot {
+        match value {
+            Value::Number(n) => Slot::Number(n),
+            other => Slot::Other(Box::new(other)),
+        }
+    }
+
+    /// The value as [`lookup_whole`](super::lookup_whole) returns it.
+    pub fn whole(&self) -> Option<Cow<'_, Value>> {
+        match self {
+            Slot::Missing => None,
+            Slot::Number(n) => Some(Cow::Owned(Value::Number(n.clone()))),
+            Slot::Other(v) => Some(Cow::Borrowed(v)),
+        }
+    }
+
+    /// The value extraction reads, as [`first_value`](super::first_value) of the whole value
+    /// (the first element of an array; `None` for `null`).
+    pub fn first(&self) -> Option<Cow<'_, Value>> {
+        match self {
+            Slot::Other(v) => super::first_value(v).map(Cow::Borrowed),
+            _ => self.whole(),
+        }
+    }
 }
 
 impl Scanner {
@@ -111,10 +153,12 @@ impl Scanner {
             None => (key, None),
         };
         let children = &self.nodes[n].children;
-        let k = children.len();
-        let at = (0..k)
-            .map(|j| (hint + j) % k)
-            .find(|&j| &*children[j].0 == first)?;
+        let is = |j: usize| same(children[j].0.as_bytes(), first.as_bytes());
+        let at = if hint < children.len() && is(hint) {
+            hint
+        } else {
+            (0..children.len()).find(|&j| j != hint && is(j))?
+        };
         let node = children[at].1;
         let node = match rest {
             None => node,
@@ -141,13 +185,19 @@ impl Scanner {
             return Err(Stop::Ambiguous);
         }
         found.scanned = Scanned {
-            values: vec![None; self.paths.len()],
+            values: vec![Slot::Missing; self.paths.len()],
             has_watched: false,
             empty: true,
         };
         r.object(self, found, 0, Some(watched))?;
         Ok(std::mem::take(&mut found.scanned))
     }
+}
+
+/// Byte-wise equality, inline: keys are short, and a `memcmp` call per key cost more than the
+/// comparison.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// One document of a batch read by [`read_batch`].
@@ -483,7 +533,7 @@ impl<'a> Reader<'a> {
     /// The value at the reader's position, as serde_json parses it. Numbers with a fraction or
     /// an exponent are read by `lexical-parse-float` in JSON's grammar, correctly rounded as
     /// serde_json's (`float_roundtrip`) and in one pass; everything else is handed to serde_json.
-    fn value(&mut self) -> Step<Value> {
+    fn value(&mut self) -> Step<Slot> {
         const JSON: u128 = lexical_parse_float::format::JSON;
         const OPTIONS: lexical_parse_float::Options = lexical_parse_float::Options::new();
         let start = self.i;
@@ -493,16 +543,15 @@ impl<'a> Reader<'a> {
                 .map_err(|_| Stop::Invalid)?;
             if rest[..n].iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
                 self.i += n;
-                return serde_json::Number::from_f64(x)
-                    .map(Value::Number)
-                    .ok_or(Stop::Invalid);
+                return Number::from_f64(x).map(Slot::Number).ok_or(Stop::Invalid);
             }
             // An integer: serde_json decides between u64, i64 and f64.
             self.number()?;
         } else {
             self.skip()?;
         }
-        serde_json::from_str(&self.text[start..self.i]).map_err(|_| Stop::Invalid)
+        let value = serde_json::from_str(&self.text[start..self.i]).map_err(|_| Stop::Invalid)?;
+        Ok(Slot::of(value))
     }
 
     /// The object at the reader's position, at trie node `n`; `watched` at the top level.
@@ -533,12 +582,10 @@ impl<'a> Reader<'a> {
             found.reached[c] = visit;
             match s.nodes[c].path {
                 Some(p) => {
-                    let value = r.value()?;
-                    let slot = &mut found.scanned.values[p];
-                    if slot.is_some() {
+                    if found.scanned.values[p] != Slot::Missing {
                         return Err(Stop::Ambiguous);
                     }
-                    *slot = Some(value);
+                    found.scanned.values[p] = r.value()?;
                     Ok(())
                 }
                 None => r.inner(s, found, c, false),
@@ -562,7 +609,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{first_value, lookup, lookup_whole};
+    use super::super::{lookup, lookup_whole};
     use super::*;
 
     const PATHS: [&str; 5] = [
@@ -580,13 +627,9 @@ mod tests {
         let scanned = s.scan(doc, "ml")?;
         let parsed: Value = serde_json::from_str(doc).unwrap();
         for (p, got) in s.paths().iter().zip(&scanned.values) {
-            assert_eq!(
-                got.as_ref().and_then(first_value),
-                lookup(&parsed, p),
-                "{p} in {doc}"
-            );
+            assert_eq!(got.first().as_deref(), lookup(&parsed, p), "{p} in {doc}");
             if let Some(whole) = lookup_whole(&parsed, p) {
-                assert_eq!(got.as_ref(), Some(whole), "{p} in {doc}");
+                assert_eq!(got.whole().as_deref(), Some(whole), "{p} in {doc}");
             }
         }
         let object = parsed.as_object().unwrap();
@@ -638,6 +681,7 @@ mod tests {
     fn same_number(token: &str) {
         let mut reader = Reader::new(token);
         let ours = reader.value().ok().filter(|_| reader.i == token.len());
+        let ours = ours.and_then(|slot| slot.whole().map(Cow::into_owned));
         let theirs: Option<Value> = serde_json::from_str(token).ok();
         let bits = |v: &Option<Value>| {
             v.as_ref()
