@@ -2,7 +2,7 @@
 //! in AVX-512 vectors.
 //!
 //! Node `i`'s children are `2i + 1` (the NaN side) and `2i + 2`, so a step needs no child
-//! pointer: find the node's feature and threshold for 16 rows, gather the 16 feature values,
+//! pointer: find the node's feature and threshold for 16 rows, read the 16 feature values,
 //! compare, and `i = 2i + 1 + cond`. A leaf above the bottom level becomes nodes with threshold
 //! NaN (always the first child) down to a copy of its value, so every walk is exactly `depth`
 //! steps and lands on the right value. Two vectors of 16 rows walk each tree together so one's
@@ -11,7 +11,9 @@
 //! A level of at most 32 nodes (the first six) fits in one or two registers, so its features
 //! and thresholds are picked by a permute (`vpermd`/`vpermt2d`, a cycle or so) instead of two
 //! gathers, and so are up to 64 leaves: a depth-6 tree takes one gather per level (the rows'
-//! feature values) instead of three, and none for its leaves.
+//! feature values) instead of three, and none for its leaves. The rows of a 32-row block are
+//! first laid out by feature, so the first levels (at most [`LOADED`] nodes) read each node's
+//! feature for all rows with plain loads instead of that gather, each lane keeping its node's.
 //!
 //! Built only for forests [`FastForest`](super::fast::FastForest) evaluates in f32 where every
 //! tree writes one column and is at most [`MAX_DEPTH`] deep, and used only on CPUs with AVX-512F.
@@ -27,6 +29,9 @@ pub(crate) const MAX_DEPTH: u32 = 10;
 /// The padded forest's size limit in nodes.
 const MAX_NODES: usize = 1 << 22;
 const FEATURE: u32 = 0x7fff_ffff;
+/// Levels of at most this many nodes read their rows' feature values with plain loads, one
+/// pair per node, instead of a gather (whose 16 lanes are 16 loads).
+const LOADED: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Tree {
@@ -126,8 +131,8 @@ impl WideForest {
         assert!(n >= 1 && f >= self.min_features && rows.len() >= n * f);
         assert!(out.len() >= n * self.n_columns);
         assert!(
-            (n * f) <= i32::MAX as usize,
-            "gather offsets are 32-bit: rows are split into batches far below this"
+            f * 32 <= i32::MAX as usize,
+            "gather offsets are 32-bit: far more features than any model has"
         );
         // SAFETY: `compile` returned a forest only after `avx512()` confirmed AVX-512F at run
         // time; the bounds `walk32` relies on are the asserts above (see its comment).
@@ -136,7 +141,7 @@ impl WideForest {
 
     /// # Safety
     /// The CPU supports AVX-512F; `rows.len() >= n * f`, `f >= min_features`, `n >= 1`,
-    /// `n * f <= i32::MAX`, `out.len() >= n * n_columns`.
+    /// `f * 32 <= i32::MAX`, `out.len() >= n * n_columns`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn walk_all(&self, rows: &[f32], n: usize, f: usize, out: &mut [f64]) {
@@ -147,26 +152,36 @@ impl WideForest {
         let smask = _mm512_set1_epi32(i32::MIN);
         let one = _mm512_set1_epi32(1);
         let mut acc = vec![[0.0f32; 2 * L]; nc];
+        const BLOCK: usize = 2 * L;
+        const { assert!(BLOCK == 1 << 5, "feature offsets are `fx << 5`") };
+        // The block's rows by feature: feature k of lane l at `k * BLOCK + l`.
+        let mut cols = vec![0.0f32; f * BLOCK];
+        let lanes0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(L as i32));
         let mut r = 0;
         while r < n {
             // Lanes past the last row repeat it; their sums are not written.
-            let base: [i32; 2 * L] = std::array::from_fn(|l| ((r + l).min(n - 1) * f) as i32);
-            let base0 = _mm512_loadu_si512(base.as_ptr().cast());
-            let base1 = _mm512_loadu_si512(base[L..].as_ptr().cast());
+            for l in 0..BLOCK {
+                let row = &rows[(r + l).min(n - 1) * f..][..f];
+                for (k, &x) in row.iter().enumerate() {
+                    cols[k * BLOCK + l] = x;
+                }
+            }
             acc.iter_mut().for_each(|a| *a = [0.0; 2 * L]);
             for tree in &self.trees {
                 // SAFETY (every load and gather below): at level s every lane's position j is
                 // below 2^s, so node offsets `2^s - 1 + j` stay below `2^(s+1) - 1 <= 2^depth - 1`
                 // and the unmasked loads of a level (`2^s - 1 .. 2^(s+1) - 1`) stay within the
                 // tree's nodes `fx[nodes..nodes + 2^depth - 1]` (masked loads do not touch the
-                // lanes they mask off); feature offsets are `base + (fx & FEATURE)` with
-                // base <= (n - 1) * f and every fx < min_features <= f, so below n * f <=
-                // rows.len(); leaf offsets j are in [0, 2^depth), the tree's leaves, and the
-                // leaf loads read exactly its 2^depth leaves (16 or fewer masked). All offsets
-                // fit i32 (asserted by the caller).
+                // lanes they mask off); feature values are read at `(fx & FEATURE) * BLOCK +
+                // lane` with lane < BLOCK and every fx < min_features <= f, so below
+                // f * BLOCK = cols.len() (the plain loads read lanes 0..16 or 16..32 of one
+                // feature); leaf offsets j are in [0, 2^depth), the tree's leaves, and the leaf
+                // loads read exactly its 2^depth leaves (16 or fewer masked). All offsets fit
+                // i32 (asserted by the caller).
                 let fxp = self.fx.as_ptr().add(tree.nodes).cast::<i32>();
                 let tp = self.t.as_ptr().add(tree.nodes);
-                let xp = rows.as_ptr().cast::<i32>();
+                let xp = cols.as_ptr().cast::<i32>();
                 // Each lane's position within the current level (node `2^level - 1 + j`).
                 let mut j0 = _mm512_setzero_si512();
                 let mut j1 = _mm512_setzero_si512();
@@ -210,10 +225,35 @@ impl WideForest {
                             _mm512_i32gather_ps::<4>(j1, tl),
                         )
                     };
-                    let o0 = _mm512_add_epi32(base0, _mm512_and_si512(fx0, fmask));
-                    let o1 = _mm512_add_epi32(base1, _mm512_and_si512(fx1, fmask));
-                    let x0 = _mm512_i32gather_epi32::<4>(o0, xp);
-                    let x1 = _mm512_i32gather_epi32::<4>(o1, xp);
+                    let (x0, x1) = if width <= LOADED {
+                        // A level of a few nodes: each node's feature over the block is two
+                        // plain loads, and each lane keeps the one at its position.
+                        let col = |k: usize| {
+                            let fx = *fxp.add(start + k) as u32 & FEATURE;
+                            xp.add(fx as usize * BLOCK)
+                        };
+                        let mut x0 = _mm512_loadu_si512(col(0).cast());
+                        let mut x1 = _mm512_loadu_si512(col(0).add(L).cast());
+                        for k in 1..width {
+                            let (c, at) = (col(k), _mm512_set1_epi32(k as i32));
+                            let m0 = _mm512_cmpeq_epi32_mask(j0, at);
+                            let m1 = _mm512_cmpeq_epi32_mask(j1, at);
+                            x0 = _mm512_mask_loadu_epi32(x0, m0, c.cast());
+                            x1 = _mm512_mask_loadu_epi32(x1, m1, c.add(L).cast());
+                        }
+                        (x0, x1)
+                    } else {
+                        let at = |fx: __m512i, lanes: __m512i| {
+                            _mm512_add_epi32(
+                                lanes,
+                                _mm512_slli_epi32::<5>(_mm512_and_si512(fx, fmask)),
+                            )
+                        };
+                        (
+                            _mm512_i32gather_epi32::<4>(at(fx0, lanes0), xp),
+                            _mm512_i32gather_epi32::<4>(at(fx1, lanes1), xp),
+                        )
+                    };
                     // s * x: flip the sign bit where the node's is set.
                     let s0 =
                         _mm512_castsi512_ps(_mm512_xor_si512(x0, _mm512_and_si512(fx0, smask)));
