@@ -194,6 +194,14 @@ impl FeatureExtractor {
             .zip(&self.scanned_sources)
             .zip(out.iter_mut())
         {
+            // The usual case, a number for a numeric feature, without a `Value` around it; a
+            // number it refuses goes the general way, which says why.
+            if let Some(Slot::Number(n)) = sources.first().map(|&i| &scanned.values[i]) {
+                if let (Transform::Numeric, Ok(x)) = (&feature.transform, transform::number(n)) {
+                    *slot = x;
+                    continue;
+                }
+            }
             let found = sources
                 .iter()
                 .find_map(|&i| Some((&paths[i], scanned.values[i].first()?)));

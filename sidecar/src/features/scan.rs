@@ -32,10 +32,36 @@ use serde_json::{Number, Value};
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    /// (key segment, node)
-    children: Vec<(Box<str>, usize)>,
+    children: Vec<Child>,
     /// The source path ending here.
     path: Option<usize>,
+}
+
+/// A key segment leading to a trie node.
+#[derive(Debug, Clone)]
+struct Child {
+    /// The segment's first 8 bytes, zero-padded ([`prefix`]), and its length: most segments
+    /// are compared by these two alone, without reaching for `segment`.
+    prefix: u64,
+    len: usize,
+    segment: Box<str>,
+    node: usize,
+}
+
+impl Child {
+    fn is(&self, key: &[u8], prefix: u64) -> bool {
+        self.prefix == prefix
+            && self.len == key.len()
+            && (key.len() <= 8 || same(&self.segment.as_bytes()[8..], &key[8..]))
+    }
+}
+
+/// A key's first 8 bytes, zero-padded.
+fn prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(bytes)
 }
 
 /// A compiled set of dotted source paths.
@@ -115,7 +141,12 @@ impl Scanner {
                     None => {
                         s.nodes.push(Node::default());
                         let c = s.nodes.len() - 1;
-                        s.nodes[n].children.push((segment.into(), c));
+                        s.nodes[n].children.push(Child {
+                            prefix: prefix(segment.as_bytes()),
+                            len: segment.len(),
+                            segment: segment.into(),
+                            node: c,
+                        });
                         c
                     }
                 };
@@ -136,11 +167,12 @@ impl Scanner {
     }
 
     fn child(&self, n: usize, segment: &str) -> Option<usize> {
+        let (key, prefix) = (segment.as_bytes(), prefix(segment.as_bytes()));
         self.nodes[n]
             .children
             .iter()
-            .find(|(s, _)| &**s == segment)
-            .map(|&(_, c)| c)
+            .find(|c| c.is(key, prefix))
+            .map(|c| c.node)
     }
 
     /// The node a key leads to from `n` (a dotted key walks one segment per part), and the
@@ -153,13 +185,14 @@ impl Scanner {
             None => (key, None),
         };
         let children = &self.nodes[n].children;
-        let is = |j: usize| same(children[j].0.as_bytes(), first.as_bytes());
+        let (key, prefix) = (first.as_bytes(), prefix(first.as_bytes()));
+        let is = |j: usize| children[j].is(key, prefix);
         let at = if hint < children.len() && is(hint) {
             hint
         } else {
             (0..children.len()).find(|&j| j != hint && is(j))?
         };
-        let node = children[at].1;
+        let node = children[at].node;
         let node = match rest {
             None => node,
             Some(rest) => rest

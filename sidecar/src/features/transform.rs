@@ -106,9 +106,7 @@ impl Transform {
 
 fn numeric(value: &Value) -> Result<f32, Rejection> {
     let x = match value {
-        Value::Number(n) => n.as_f64().ok_or(Rejection::WrongType {
-            expected: "a number",
-        })?,
+        Value::Number(n) => return number(n),
         Value::String(s) => s.trim().parse::<f64>().map_err(|_| Rejection::WrongType {
             expected: "a number",
         })?,
@@ -118,6 +116,18 @@ fn numeric(value: &Value) -> Result<f32, Rejection> {
             })
         }
     };
+    narrowed(x)
+}
+
+/// The numeric transform of a JSON number (what [`Transform::apply`] gives for
+/// `Value::Number(n)` with [`Transform::Numeric`]).
+pub(crate) fn number(n: &serde_json::Number) -> Result<f32, Rejection> {
+    narrowed(n.as_f64().ok_or(Rejection::WrongType {
+        expected: "a number",
+    })?)
+}
+
+fn narrowed(x: f64) -> Result<f32, Rejection> {
     if !x.is_finite() {
         return Err(Rejection::Invalid(format!("{x} is not a finite number")));
     }
