@@ -69,31 +69,25 @@ pub async fn score(
                 .and_then(|body| read_batch(scanner, body, watched(&bundle), limit));
             // Room for the documents echoed and a result of a few hundred bytes each.
             let mut written = Vec::with_capacity(bytes.len() * 2 + 4096);
+            let scoring = Batch {
+                registry: &registry,
+                bundle: &bundle,
+                policy,
+                results_only,
+            };
             let answers = match batch {
                 Some(batch) => {
                     let (texts, reads): (Vec<&str>, Vec<Read>) = batch
                         .into_iter()
                         .map(|doc| (doc.text, read(doc.scanned, doc.text)))
                         .unzip();
-                    let batch = Batch {
-                        registry: &registry,
-                        bundle: &bundle,
-                        policy,
-                        results_only,
-                    };
-                    batch.score(&texts, reads, &mut written)
+                    scoring.score(&texts, reads, &mut written)
                 }
                 // Not the usual shape, or not valid: serde_json reads it and says why.
                 None => {
                     let docs = parse_docs(&bytes, limit)?;
                     let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
-                    let batch = Batch {
-                        registry: &registry,
-                        bundle: &bundle,
-                        policy,
-                        results_only,
-                    };
-                    batch.score_texts(&docs, &mut written)
+                    scoring.score_texts(&docs, &mut written)
                 }
             };
             let took = started.elapsed().as_millis() as u64;
