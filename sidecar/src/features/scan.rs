@@ -40,10 +40,9 @@ struct Node {
 /// A key segment leading to a trie node.
 #[derive(Debug, Clone)]
 struct Child {
-    /// The segment's first 8 bytes, zero-padded ([`prefix`]), and its length: most segments
-    /// are compared by these two alone, without reaching for `segment`.
+    /// The segment's first 8 bytes, zero-padded ([`prefix`]): with the length (kept in the
+    /// `Box<str>` itself) most segments are compared without reaching for their bytes.
     prefix: u64,
-    len: usize,
     segment: Box<str>,
     node: usize,
 }
@@ -51,7 +50,7 @@ struct Child {
 impl Child {
     fn is(&self, key: &[u8], prefix: u64) -> bool {
         self.prefix == prefix
-            && self.len == key.len()
+            && self.segment.len() == key.len()
             && (key.len() <= 8 || same(&self.segment.as_bytes()[8..], &key[8..]))
     }
 }
@@ -104,7 +103,8 @@ impl Slot {
         }
     }
 
-    /// The value as [`lookup_whole`](super::lookup_whole) returns it.
+    /// The whole value found, as [`lookup_whole`](super::lookup_whole) returns it, except that a
+    /// `null` is kept (`lookup_whole` reads it as absent; [`Slot::first`] gives `None` for it).
     pub fn whole(&self) -> Option<Cow<'_, Value>> {
         match self {
             Slot::Missing => None,
@@ -143,7 +143,6 @@ impl Scanner {
                         let c = s.nodes.len() - 1;
                         s.nodes[n].children.push(Child {
                             prefix: prefix(segment.as_bytes()),
-                            len: segment.len(),
                             segment: segment.into(),
                             node: c,
                         });
@@ -721,6 +720,17 @@ mod tests {
                 .map(|v| (v.is_u64(), v.is_i64(), v.as_f64().map(f64::to_bits)))
         };
         assert_eq!(bits(&ours), bits(&theirs), "{token}");
+    }
+
+    /// The point of [`Slot`]: a number is stored in a slot far smaller than a `Value`.
+    #[test]
+    fn slots_are_small() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 24,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+        assert!(std::mem::size_of::<Slot>() < std::mem::size_of::<Value>());
     }
 
     #[test]
