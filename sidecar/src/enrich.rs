@@ -88,7 +88,7 @@ pub fn append_into<'r>(
     if text[end] != b'}' {
         return false;
     }
-    let top = |target: &'r str| target.split('.').next().unwrap_or_default();
+    let top = |target: &'r str| top_key(target);
     for (i, target) in targets.clone().enumerate() {
         let key = top(target);
         if has_key(key) || targets.clone().take(i).any(|t| top(t) == key) {
@@ -108,7 +108,7 @@ pub fn append_into<'r>(
                 out.push(b'{');
                 depth += 1;
             }
-            serde_json::to_writer(&mut *out, part).expect("strings serialise");
+            write_str(out, part);
             out.push(b':');
         }
         result(out);
@@ -116,6 +116,29 @@ pub fn append_into<'r>(
     }
     out.push(b'}');
     true
+}
+
+/// The top-level key of a dotted target field (`ml` for `ml.inference.<model>`).
+pub fn top_key(target: &str) -> &str {
+    let end = target
+        .bytes()
+        .position(|c| c == b'.')
+        .unwrap_or(target.len());
+    &target[..end]
+}
+
+/// `s` as a JSON string, as serde_json writes it. Names and labels (keys of the target field,
+/// class labels, model ids) rarely need escaping: those are copied between quotes, the rest go
+/// through serde_json.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, s).expect("strings serialise");
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -133,6 +156,30 @@ fn kind(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "",
+            "ml",
+            "login-risk",
+            "a b",
+            "\u{7f}",
+            "é ü",
+            "\u{2028}",
+            "😀",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "\u{1f}",
+            "\u{0}",
+            "/",
+        ] {
+            let mut out = b"x".to_vec();
+            write_str(&mut out, s);
+            assert_eq!(out[1..], serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
 
     #[test]
     fn creates_merges_replaces_and_refuses_to_clobber() {

@@ -427,17 +427,20 @@ struct Json<'a> {
 
 impl Json<'_> {
     /// Opens an object with its first key.
+    #[inline(always)]
     fn first(&mut self, key: &str) -> &mut Self {
         self.out.push(b'{');
         self.name(key)
     }
 
     /// A following key of the open object.
+    #[inline(always)]
     fn key(&mut self, key: &str) -> &mut Self {
         self.out.push(b',');
         self.name(key)
     }
 
+    #[inline(always)]
     fn name(&mut self, key: &str) -> &mut Self {
         debug_assert!(key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'));
         self.out.push(b'"');
@@ -447,7 +450,7 @@ impl Json<'_> {
     }
 
     fn string(&mut self, s: &str) {
-        serde_json::to_writer(&mut *self.out, s).expect("strings serialise");
+        crate::enrich::write_str(self.out, s);
     }
 
     /// A number as serde_json writes an `f64` (`null` when not finite).

@@ -57,10 +57,11 @@ impl Child {
 
 /// A key's first 8 bytes, zero-padded.
 fn prefix(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
-    bytes[..n].copy_from_slice(&key[..n]);
-    u64::from_le_bytes(bytes)
+    // Byte by byte: a `copy_from_slice` of a variable length is a `memcpy` call per key.
+    key.iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |v, (i, &b)| v | u64::from(b) << (8 * i))
 }
 
 /// A compiled set of dotted source paths.
