@@ -126,7 +126,11 @@ impl Window {
         } else {
             let old = std::mem::replace(&mut self.ring[self.next], bin);
             self.counts[old as usize] -= 1;
-            self.next = (self.next + 1) % capacity;
+            // Not `% capacity`: a division for every value of every document.
+            self.next += 1;
+            if self.next >= capacity {
+                self.next = 0;
+            }
         }
         self.counts[bin as usize] += 1;
     }
