@@ -243,6 +243,18 @@ impl Application {
                     .await
             });
         }
+        // The recorder keeps every histogram sample (a score per document) until upkeep folds
+        // them into buckets. A scrape of /metrics does that; without a scraper the samples
+        // grew by about 3 MB/s at 400 k documents/s, so upkeep also runs on a timer.
+        if let Some(handle) = self.state.metrics.clone() {
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = crate::telemetry::upkeep(handle) => {}
+                    () = stopped(rx) => {}
+                }
+            });
+        }
         let app = router(self.state.clone());
         let rx = stop_rx.clone();
         let (listener, tls) = (self.listener, self.state.config.server.tls.clone());

@@ -93,6 +93,21 @@ pub fn install(drift_window: usize) -> PrometheusHandle {
     handle
 }
 
+/// How often [`upkeep`] folds histogram samples into their buckets.
+pub const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// Folds the recorder's pending histogram samples into their buckets every [`UPKEEP_PERIOD`],
+/// forever: the recorder keeps each sample until then, so memory stays bounded whether or not
+/// anything scrapes `/metrics`.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut every = tokio::time::interval(UPKEEP_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
 /// Turns recording on or off (the overhead benchmark compares both in one process).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
