@@ -88,10 +88,9 @@ pub fn append_into<'r>(
     if text[end] != b'}' {
         return false;
     }
-    let top = |target: &'r str| top_key(target);
     for (i, target) in targets.clone().enumerate() {
-        let key = top(target);
-        if has_key(key) || targets.clone().take(i).any(|t| top(t) == key) {
+        let key = top_key(target);
+        if has_key(key) || targets.clone().take(i).any(|t| top_key(t) == key) {
             return false;
         }
     }
