@@ -30,6 +30,7 @@ LUA
 VIGIL_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --models "$repo/sidecar/tests/bundles/bench_xgb" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/models/bench_xgb/ready" >/dev/null && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$port/v2/models/bench_xgb/ready" >/dev/null || { echo "vigil ($bin) did not become ready on port $port" >&2; exit 1; }
 wrk -t1 -c8 -d"${seconds}s" -s "$work/post.lua" "http://127.0.0.1:$port/_vigil/score/bench_xgb?explain=never" >"$work/wrk.txt" &
 load=$!
 line="RSS MB every 10 s:"
