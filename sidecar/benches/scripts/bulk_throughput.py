@@ -62,8 +62,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (LUA_REPORT, REPO, Server, log, loadavg, lua_check, median_runs, run_wrk,  # noqa: E402
-                    tree_cpu_seconds, vigil_binary, write_lua)
+from common import (REPO, Server, log, loadavg, lua_check, median_runs, run_wrk,  # noqa: E402
+                    lua_report, tree_cpu_seconds, vigil_binary, write_lua)
 
 INDEX = "vigil-bench-auth"
 
@@ -252,7 +252,7 @@ def main() -> int:
         lua = d / "fresh.lua"
         lua.write_text(FRESH_LUA.replace("{template}", str(d / "template"))
                        .replace("{populations}", str(POPULATIONS)).replace("{step}", str(STEP_MS))
-                       + LUA_REPORT.format(check=lua_check('"errors":true')))
+                       + lua_report(lua_check('"errors":true')))
     # Fresh events: the next request number per target (request 0 is the check bulk below).
     seq: dict[str, int] = {}
 

@@ -11,11 +11,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -67,6 +69,11 @@ class Server:
                  env: dict | None = None, cpus: str | None = None, timeout: float = 120.0):
         self.name = name
         self.cmd = pinned(cmd, cpus)
+        # A server left over from another run would answer the health check and be measured instead.
+        where = urllib.parse.urlsplit(health_url)
+        with socket.socket() as probe:
+            if probe.connect_ex((where.hostname, where.port)) == 0:
+                raise RuntimeError(f"something already listens on {where.netloc}: stop it first")
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -109,17 +116,23 @@ def require_wrk() -> str:
     return wrk
 
 
-# Counts failed responses (non-200, or `{check}`, Lua run per response) and prints the BENCH
-# line run_wrk parses. Appended to every wrk script. `done` runs in wrk's main Lua state, not in
-# the threads' states that counted: it reads each thread's `bad` through `setup`'s handles.
-LUA_REPORT = """
-local threads = {{}}
-setup = function(thread) table.insert(threads, thread) end
-bad = 0
+# Prints the BENCH line run_wrk parses; appended to every wrk script. `response` (lua_report with a
+# check) counts failed responses (non-200, or the check's match) in the threads' Lua states; `done`
+# runs in wrk's main Lua state and reads each thread's `bad` through `setup`'s handles. Without a
+# check there is no `response`, so wrk does not copy each answer into Lua (non-2xx answers are still
+# counted, by wrk itself): the answers are then checked on the server (score_api.py reads Vigil's
+# counters), which leaves the load generator's CPU to the server it shares the machine with.
+LUA_RESPONSE = """
 response = function(status, headers, body)
   if status ~= 200 then bad = bad + 1 end
   {check}
 end
+"""
+
+LUA_DONE = """
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+bad = 0
 done = function(summary, latency, requests)
   local failed = 0
   for _, t in ipairs(threads) do failed = failed + (t:get("bad") or 0) end
@@ -129,13 +142,20 @@ done = function(summary, latency, requests)
 end
 """
 
+
+def lua_report(check: str | None) -> str:
+    """The Lua appended to a wrk script: the report, and with `check` (a Lua statement from
+    lua_check, or "" for the status alone) a `response` function counting failed answers."""
+    return LUA_DONE + ("" if check is None else LUA_RESPONSE.replace("{check}", check))
+
+
 LUA = """
 local f = assert(io.open("{body}", "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "{ctype}"
-""" + LUA_REPORT
+"""
 
 
 def lua_check(check_substring: str | None, within: int | None = None) -> str:
@@ -149,15 +169,16 @@ def lua_check(check_substring: str | None, within: int | None = None) -> str:
 
 
 def write_lua(body: bytes, ctype: str, check_substring: str | None = None,
-              within: int | None = None) -> tuple[Path, Path]:
+              within: int | None = None, in_lua: bool = True) -> tuple[Path, Path]:
     """A body file and a wrk script posting it. check_substring: a response containing it (in its first
-    `within` bytes, if given) counts as bad (e.g. '"errors":true' for _bulk)."""
+    `within` bytes, if given) counts as bad (e.g. '"errors":true' for _bulk). in_lua=False: no Lua
+    per response at all (the caller checks the answers on the server; wrk counts non-2xx)."""
     d = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     bp = d / "body"
     bp.write_bytes(body)
-    check = lua_check(check_substring, within)
     lp = d / "post.lua"
-    lp.write_text(LUA.format(body=bp, ctype=ctype, check=check))
+    lp.write_text(LUA.format(body=bp, ctype=ctype)
+                  + lua_report(lua_check(check_substring, within) if in_lua else None))
     return bp, lp
 
 

@@ -10,6 +10,14 @@ Documents are `{"features": {"f0": .., ..}}` built from the bench bundle's golde
 features left out, which both services read as missing); 100 per request. Load: wrk, 1 thread,
 8 connections, a Lua script posting the body, a warm-up run before each measured one.
 
+Checking the answers: before timing, Vigil's probabilities over the body must equal the baseline's.
+While timing, wrk counts non-2xx answers for both services, and Vigil's own counters (`/metrics`,
+read before and after each run) must show every document of every answered request scored and no
+scoring or HTTP error. wrk runs no Lua per answer (copying each 117 kB echoed answer into Lua
+cost wrk about a fifth of a core, taken from Vigil when nothing is pinned; 8% fewer requests/s in
+a side check); --lua-check restores the old check, wrk searching each answer's head for
+`"errors":true`. The `telemetry` case (metrics off on one side) always checks in Lua.
+
 Pinning (--pin): `core` (default, as in the performance anchors) runs each server on CPU 1 and
 wrk on CPU 0 with taskset, so the ratio is per core; `none` pins nothing: Vigil uses both cores
 (its scoring pool follows the CPUs it may run on) and FastAPI runs 2 uvicorn workers, both sharing
@@ -36,6 +44,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import urllib.request  # noqa: E402
+
 from common import (REPO, SIDECAR, VENV_PY, Server, log, loadavg, median_runs, post_json,  # noqa: E402
                     run_wrk, vigil_binary, write_lua)
 
@@ -51,6 +61,36 @@ def documents(n: int) -> list[dict]:
         feats = rows[i % len(rows)]["features"]
         docs.append({"features": {k: v for k, v in zip(keys, feats) if v is not None}})
     return docs
+
+
+# Vigil's counters that account for a run: documents scored, and any failure.
+SCORED = "vigil_documents_scored_total"
+FAILURES = ("vigil_scoring_errors_total", "vigil_http_errors_total")
+
+
+def vigil_counts(metrics_url: str) -> dict[str, float]:
+    """Each counter of SCORED and FAILURES, summed over its labels, from Vigil's `/metrics`."""
+    with urllib.request.urlopen(metrics_url, timeout=30) as r:
+        text = r.read().decode()
+    counts = {name: 0.0 for name in (SCORED, *FAILURES)}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in counts:
+            counts[name] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def checked_on_server(metrics_url: str, before: dict[str, float], res: dict, docs: int, connections: int) -> None:
+    """Refuses a run unless Vigil scored every document of every request wrk saw answered (and at
+    most those still in flight when wrk stopped) and counted no failure."""
+    after = vigil_counts(metrics_url)
+    failed = {k: after[k] - before[k] for k in FAILURES if after[k] != before[k]}
+    scored = after[SCORED] - before[SCORED]
+    low, high = res["requests"] * docs, (res["requests"] + 2 * connections) * docs
+    if failed or not low <= scored <= high:
+        raise RuntimeError(f"Vigil's counters do not account for the run: {scored:.0f} documents scored for "
+                           f"{res['requests']:.0f} answered requests of {docs} (expected {low:.0f}-{high:.0f}), "
+                           f"failures {failed}")
 
 
 def main() -> int:
@@ -69,13 +109,17 @@ def main() -> int:
     ap.add_argument("--vigil-port", type=int, default=9281)
     ap.add_argument("--fastapi-port", type=int, default=8099)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--lua-check", action="store_true",
+                    help="check every answer in wrk's Lua (the head of Vigil's answer) instead of Vigil's counters")
     args = ap.parse_args()
 
     server_cpus, wrk_cpus = ("1", "0") if args.pin == "core" else (None, None)
     body = json.dumps({"docs": documents(args.docs)}).encode()
     # Vigil's answer starts {"took":..,"model_id":..,"model_version":..,"errors":..: its flag is in the
     # first 256 bytes (the baseline's answer has none).
-    _, lua = write_lua(body, "application/json", check_substring='"errors":true', within=256)
+    _, lua_checked = write_lua(body, "application/json", check_substring='"errors":true', within=256)
+    _, lua_plain = write_lua(body, "application/json", in_lua=False)
+    lua = lua_checked if args.lua_check else lua_plain
     log(f"[bench] body: {len(body)} bytes, {args.docs} docs; pin={args.pin}; load before: {loadavg()}")
 
     vigil = Server("vigil", [str(vigil_binary()), "serve", "--listen", f"127.0.0.1:{args.vigil_port}",
@@ -90,6 +134,7 @@ def main() -> int:
         fastapi = Server("fastapi", fa_cmd, f"http://127.0.0.1:{args.fastapi_port}/health",
                          cwd=REPO / "models", cpus=server_cpus)
         servers.append(fastapi)
+        metrics = f"http://127.0.0.1:{args.vigil_port}/metrics"
         cases = [("score", vigil, f"http://127.0.0.1:{args.vigil_port}/_vigil/score/bench_xgb?explain=never",
                   fastapi, f"http://127.0.0.1:{args.fastapi_port}/score/bench_xgb")]
         if args.results_only:
@@ -127,10 +172,16 @@ def main() -> int:
         results = {}
         for name, vs, vurl, fs, furl in cases:
             runs = {"vigil": [], "baseline": []}
+            # Metrics are off on one side of the telemetry case: its answers are checked in Lua.
+            script = lua_checked if name == "telemetry" else lua
+            on_server = script is lua_plain
             for r in range(args.rounds):
                 for who, srv, url in (("vigil", vs, vurl), ("baseline", fs, furl)):
-                    run_wrk(url, lua, args.warmup, args.connections, cpus=wrk_cpus, server=srv)
-                    res = run_wrk(url, lua, args.seconds, args.connections, cpus=wrk_cpus, server=srv)
+                    run_wrk(url, script, args.warmup, args.connections, cpus=wrk_cpus, server=srv)
+                    before = vigil_counts(metrics) if on_server and who == "vigil" else None
+                    res = run_wrk(url, script, args.seconds, args.connections, cpus=wrk_cpus, server=srv)
+                    if before is not None:
+                        checked_on_server(metrics, before, res, args.docs, args.connections)
                     res["docs_s"] = res["rps"] * args.docs
                     res["load"] = float(loadavg().split()[0])
                     runs[who].append(res)
@@ -145,7 +196,8 @@ def main() -> int:
             s.stop()
 
     print(f"scoring API, bench_xgb, {args.docs} docs/request, wrk -t1 -c{args.connections} -d{args.seconds:g}s "
-          f"after a {args.warmup:g} s warm-up, pin={args.pin}, medians of {args.rounds} rounds, load after: {loadavg()}")
+          f"after a {args.warmup:g} s warm-up, pin={args.pin}, medians of {args.rounds} rounds, answers checked "
+          f"{'in Lua' if args.lua_check else 'by Vigil counters'}, load after: {loadavg()}")
     print("| case | service | docs/s | p50 ms | p99 ms | server CPU (cores) | wrk CPU (cores) |")
     print("|---|---|---|---|---|---|---|")
     labels = {"score": ("Vigil `?explain=never`", "FastAPI + onnxruntime"),
