@@ -1,6 +1,11 @@
 //! Merging: Elasticsearch's answer for the forwarded items and Vigil's own per-item failures
 //! become one response, item for item in request order; then the caller's `filter_path`.
+//! When Vigil failed no item and the caller set no `filter_path`, Elasticsearch's answer is
+//! already that response: it is returned as it came, after [`statuses`] checked it holds one
+//! item per forwarded document (without building its JSON tree).
 
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::bulk::ItemError;
@@ -73,6 +78,54 @@ pub fn merge(
     }
     ordered.extend(response);
     Ok(Value::Object(ordered))
+}
+
+/// Each item's `status` in a bulk answer (0 where an item has none), in order: what the metrics
+/// count and the item count checked against the forwarded documents. The rest of the answer is
+/// skipped, not built.
+pub fn statuses(answer: &[u8]) -> Result<Vec<u16>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        items: Vec<Item>,
+    }
+    Ok(serde_json::from_slice::<Answer>(answer)?
+        .items
+        .into_iter()
+        .map(|Item(status)| status)
+        .collect())
+}
+
+/// `{"<op>": {"status": …, …}}`: the status of the first (only) action.
+struct Item(u16);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a bulk answer item")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+                #[derive(Deserialize)]
+                struct Action {
+                    #[serde(default)]
+                    status: Option<u16>,
+                }
+                let mut status = None;
+                while map.next_key::<IgnoredAny>()?.is_some() {
+                    if status.is_none() {
+                        status = Some(map.next_value::<Action>()?.status.unwrap_or(0));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Item(status.unwrap_or(0)))
+            }
+        }
+        d.deserialize_map(ItemVisitor)
+    }
 }
 
 fn item_failed(item: &Value) -> bool {
@@ -239,6 +292,28 @@ mod tests {
         let only_local = merge(&[local("delete")], None, 7).unwrap();
         assert_eq!(only_local["took"], 7);
         assert_eq!(only_local["errors"], true);
+    }
+
+    #[test]
+    fn statuses_are_read_item_by_item_without_the_tree() {
+        let answer = br#"{"took":5,"errors":true,"items":[
+            {"index":{"_index":"i","_id":"a","_shards":{"total":1},"status":201}},
+            {"create":{"_id":"b","status":429,"error":{"type":"es_rejected_execution_exception"}}},
+            {"delete":{"_id":"c","result":"not_found"}}]}"#;
+        assert_eq!(statuses(answer).unwrap(), [201, 429, 0]);
+        assert_eq!(
+            statuses(br#"{"took":1,"errors":false}"#).unwrap(),
+            Vec::<u16>::new()
+        );
+        for bad in [
+            &br#"{"items":[{"index":{"status":201}}"#[..],
+            br#"{"items":{"index":{}}}"#,
+            br#"{"items":[{"index":{"status":"201"}}]}"#,
+            br#"{"items":[7]}"#,
+            b"<html>",
+        ] {
+            assert!(statuses(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

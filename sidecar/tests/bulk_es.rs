@@ -367,3 +367,95 @@ async fn raw_okta_events_are_normalised_on_the_drop_in_path_and_then_routed() {
         .unwrap();
     assert_eq!(other["_source"], unknown);
 }
+
+/// A **stand-in** for Elasticsearch's `_bulk` (a real node cannot be made to answer a bulk with
+/// the wrong item count or with something that is not JSON): it answers every bulk with
+/// `answer`, byte for byte.
+async fn stand_in(answer: &'static str) -> String {
+    let app = axum::Router::new().route(
+        "/_bulk",
+        axum::routing::post(
+            move || async move { ([("content-type", "application/json")], answer) },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn through_stand_in(answer: &'static str, body: String) -> (u16, String) {
+    let upstream = stand_in(answer).await;
+    let app = TestApp::spawn(&format!(
+        "{}\n[elasticsearch]\nurl = \"{upstream}\"\n",
+        config_for(&[&bundle("logreg_binary")], ROUTES)
+    ))
+    .await;
+    let r = reqwest::Client::new()
+        .post(app.url("/_bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn elasticsearch_answer_is_returned_as_it_came_or_merged_or_refused_when_it_does_not_fit() {
+    let two = ndjson(&[
+        json!({"index": {"_index": "i", "_id": "a"}}),
+        json!({"n": 1}),
+        json!({"index": {"_index": "i", "_id": "b"}}),
+        json!({"n": 2}),
+    ]);
+    // Key order, spacing and keys Vigil does not know are Elasticsearch's own: with no item
+    // failed in Vigil and no filter_path, the caller gets exactly those bytes.
+    const ANSWER: &str = r#"{"took": 3,"ingest_took":1,"errors":false,"items":[{"index":{"_id":"a","status":201}},{"index":{"_id":"b","status":201}}]}"#;
+    let (status, text) = through_stand_in(ANSWER, two.clone()).await;
+    assert_eq!((status, text.as_str()), (200, ANSWER));
+
+    // A malformed line fails in Vigil: the answer is merged, item for item in request order.
+    let with_bad = format!(
+        "{}{}\n{{not json\n{}",
+        ndjson(&[
+            json!({"index": {"_index": "i", "_id": "a"}}),
+            json!({"n": 1})
+        ]),
+        json!({"index": {"_index": "i", "_id": "x"}}),
+        ndjson(&[
+            json!({"index": {"_index": "i", "_id": "b"}}),
+            json!({"n": 2})
+        ]),
+    );
+    let (status, text) = through_stand_in(ANSWER, with_bad).await;
+    let merged: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status, 200, "{merged}");
+    let ids: Vec<&str> = merged["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "x", "b"], "{merged}");
+    assert_eq!(merged["items"][1]["index"]["status"], 400);
+    assert_eq!(merged["errors"], true);
+    assert_eq!(merged["took"], 3);
+
+    // An answer that does not account for every forwarded document, or is not JSON, is never
+    // passed on as a success: the caller gets 502 and retries.
+    for (answer, says) in [
+        (
+            r#"{"took":1,"errors":false,"items":[{"index":{"_id":"a","status":201}}]}"#,
+            "answered 1 items for the 2 forwarded",
+        ),
+        ("<html>gateway</html>", "not JSON"),
+        (r#"{"took":1,"errors":false}"#, "answered 0 items"),
+    ] {
+        let (status, text) = through_stand_in(answer, two.clone()).await;
+        assert_eq!(status, 502, "{text}");
+        let e: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(e["error"]["type"], "upstream_exception", "{e}");
+        assert!(e["error"]["reason"].as_str().unwrap().contains(says), "{e}");
+    }
+}

@@ -161,53 +161,75 @@ async fn bulk_inner(
         .await??;
     tracing::debug!(stats = ?rewritten.stats, "bulk rewritten");
 
-    let (upstream_json, mut response_headers) = if rewritten.stats.forwarded == 0 {
-        (None, HeaderMap::new())
-    } else {
-        let path = uri.path().to_string();
-        let (status, returned, bytes) = upstream
-            .exchange(
-                method,
-                &path,
-                query.as_deref(),
-                &headers,
-                crate::forward::body(rewritten.chunks),
-            )
-            .await?;
-        if !status.is_success() {
-            // The whole request failed upstream (429, 503, 413 …): the caller gets exactly that,
-            // and retries the whole request.
-            return Ok(passthrough(status, returned, bytes));
-        }
-        let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_exception",
-                format!("Elasticsearch's bulk answer is not JSON: {e}"),
-            )
-        })?;
-        (Some(parsed), returned)
-    };
-    crate::telemetry::bulk_items(
-        rewritten.stats.items - rewritten.stats.forwarded,
-        upstream_json.as_ref(),
-    );
-    let merged = merge(
-        &rewritten.slots,
-        upstream_json,
-        started.elapsed().as_millis() as u64,
-    )
-    .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_exception", e.to_string()))?;
-    let merged = match filter {
-        Some(f) => filter_path(merged, &f),
-        None => merged,
-    };
-    response_headers.insert(
+    let mut product = HeaderMap::new();
+    product.insert(
         "x-elastic-product",
         HeaderValue::from_static("Elasticsearch"),
     );
-    response_headers.insert("content-type", HeaderValue::from_static("application/json"));
-    Ok((StatusCode::OK, response_headers, merged.to_string()).into_response())
+    product.insert("content-type", HeaderValue::from_static("application/json"));
+    let stats = rewritten.stats;
+    let vigil_failed = stats.items - stats.forwarded;
+    if stats.forwarded == 0 {
+        crate::telemetry::bulk_items(vigil_failed, &[]);
+        let merged = merge(&rewritten.slots, None, started.elapsed().as_millis() as u64)
+            .expect("no item forwarded, none expected");
+        return Ok(answer(product, merged, filter.as_deref()));
+    }
+    let path = uri.path().to_string();
+    let (status, returned, bytes) = upstream
+        .exchange(
+            method,
+            &path,
+            query.as_deref(),
+            &headers,
+            crate::forward::body(rewritten.chunks),
+        )
+        .await?;
+    if !status.is_success() {
+        // The whole request failed upstream (429, 503, 413 …): the caller gets exactly that,
+        // and retries the whole request.
+        return Ok(passthrough(status, returned, bytes));
+    }
+    let not_bulk =
+        |reason: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_exception", reason);
+    let statuses = crate::merge::statuses(&bytes)
+        .map_err(|e| not_bulk(format!("Elasticsearch's bulk answer is not JSON: {e}")))?;
+    if statuses.len() != stats.forwarded {
+        return Err(not_bulk(
+            crate::merge::ItemCountMismatch {
+                got: statuses.len(),
+                expected: stats.forwarded,
+            }
+            .to_string(),
+        ));
+    }
+    crate::telemetry::bulk_items(vigil_failed, &statuses);
+    let mut response_headers = returned;
+    response_headers.extend(product);
+    if vigil_failed == 0 && filter.is_none() {
+        // Elasticsearch answered every item, in order, and nothing is filtered: its answer is
+        // the caller's, byte for byte.
+        return Ok((StatusCode::OK, response_headers, bytes).into_response());
+    }
+    let parsed: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| not_bulk(format!("Elasticsearch's bulk answer is not JSON: {e}")))?;
+    let merged = merge(
+        &rewritten.slots,
+        Some(parsed),
+        started.elapsed().as_millis() as u64,
+    )
+    .map_err(|e| not_bulk(e.to_string()))?;
+    Ok(answer(response_headers, merged, filter.as_deref()))
+}
+
+/// The merged answer, filtered by the caller's `filter_path`, as JSON.
+fn answer(headers: HeaderMap, merged: Value, filter: Option<&str>) -> Response {
+    let merged = match filter {
+        Some(f) => filter_path(merged, f),
+        None => merged,
+    };
+    let body = serde_json::to_vec(&merged).expect("JSON values serialise");
+    (StatusCode::OK, headers, body).into_response()
 }
 
 fn passthrough(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {

@@ -152,28 +152,16 @@ pub fn http_error(kind: &'static str, status: u16) {
     }
 }
 
-/// Bulk items: those Vigil failed in place, and Elasticsearch's `items` (when it answered).
-pub fn bulk_items(vigil_failed: usize, upstream: Option<&serde_json::Value>) {
+/// Bulk items: those Vigil failed in place, and Elasticsearch's items by their status.
+pub fn bulk_items(vigil_failed: usize, statuses: &[u16]) {
     if !enabled() {
         return;
     }
     if vigil_failed > 0 {
         counter!(BULK_ITEMS, "outcome" => "vigil_failed").increment(vigil_failed as u64);
     }
-    let Some(items) = upstream
-        .and_then(|v| v.get("items"))
-        .and_then(|v| v.as_array())
-    else {
-        return;
-    };
     let (mut ok, mut rejected, mut failed) = (0u64, 0u64, 0u64);
-    for item in items {
-        let status = item
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|a| a.get("status"))
-            .and_then(|s| s.as_u64())
-            .unwrap_or(0);
+    for &status in statuses {
         match status {
             200..=299 => ok += 1,
             429 => rejected += 1,
