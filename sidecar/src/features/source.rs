@@ -25,18 +25,35 @@ pub fn first_value(whole: &Value) -> Option<&Value> {
 
 fn lookup_in<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     let object = value.as_object()?;
-    if let Some(v) = object.get(path) {
+    if let Some(v) = get(object, path) {
         return Some(v);
     }
     // Try the shortest existing prefix first: nested objects are the common shape.
     for (i, _) in path.match_indices('.') {
-        if let Some(inner) = object.get(&path[..i]) {
+        if let Some(inner) = get(object, &path[..i]) {
             if let Some(found) = first_of_array(inner).and_then(|v| lookup_in(v, &path[i + 1..])) {
                 return Some(found);
             }
         }
     }
     None
+}
+
+/// Objects up to this many keys are searched key by key (lengths compared first) instead of
+/// hashing the key: an event's objects are small, and hashing (SipHash, serde_json's map) and
+/// comparing the found key cost more than the scan.
+const SCANNED_KEYS: usize = 12;
+
+/// `object.get(key)`: the same entry (keys are unique), found by a scan for small objects.
+fn get<'a>(object: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if object.len() <= SCANNED_KEYS {
+        object
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    } else {
+        object.get(key)
+    }
 }
 
 fn first_of_array(value: &Value) -> Option<&Value> {
@@ -94,6 +111,27 @@ mod tests {
         assert_eq!(lookup(&doc, "e"), None);
         assert_eq!(lookup(&doc, "missing.path"), None);
         assert_eq!(lookup(&json!("scalar"), "a"), None);
+    }
+
+    #[test]
+    fn small_objects_scanned_and_large_ones_hashed_find_the_same_keys() {
+        for n in [1, SCANNED_KEYS - 1, SCANNED_KEYS, SCANNED_KEYS + 1, 40] {
+            let mut inner = serde_json::Map::new();
+            for i in 0..n {
+                inner.insert(format!("k{i}"), json!(i));
+            }
+            inner.insert("k.dotted".into(), json!("flat"));
+            let doc = json!({"a": inner, "a.zz": "top"});
+            assert_eq!(
+                lookup(&doc, &format!("a.k{}", n - 1)),
+                Some(&json!(n - 1)),
+                "{n}"
+            );
+            assert_eq!(lookup(&doc, "a.k.dotted"), Some(&json!("flat")), "{n}");
+            assert_eq!(lookup(&doc, "a.zz"), Some(&json!("top")), "{n}");
+            assert_eq!(lookup(&doc, &format!("a.k{n}")), None, "{n}");
+            assert_eq!(lookup(&doc, "a.k"), None, "{n}");
+        }
     }
 
     #[test]
