@@ -364,7 +364,7 @@ pub fn object(source: &[u8]) -> Option<Map<String, Value>> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(source);
     let mut entries = Vec::new();
-    let value = Sized(&mut entries).deserialize(&mut de).ok()?;
+    let value = Presized(&mut entries).deserialize(&mut de).ok()?;
     de.end().ok()?;
     match value {
         Value::Object(map) => Some(map),
@@ -374,9 +374,9 @@ pub fn object(source: &[u8]) -> Option<Map<String, Value>> {
 
 /// Reads one JSON value; members of the objects being read wait on the shared stack until
 /// their object ends.
-struct Sized<'s>(&'s mut Vec<(String, Value)>);
+struct Presized<'s>(&'s mut Vec<(String, Value)>);
 
-impl<'de> serde::de::DeserializeSeed<'de> for Sized<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for Presized<'_> {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -384,7 +384,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for Sized<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Sized<'_> {
+impl<'de> serde::de::Visitor<'de> for Presized<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -394,7 +394,7 @@ impl<'de> serde::de::Visitor<'de> for Sized<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let base = self.0.len();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Sized(&mut *self.0))?;
+            let value = map.next_value_seed(Presized(&mut *self.0))?;
             self.0.push((key, value));
         }
         let mut object = Map::with_capacity(self.0.len() - base);
@@ -404,7 +404,7 @@ impl<'de> serde::de::Visitor<'de> for Sized<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(Sized(&mut *self.0))? {
+        while let Some(item) = seq.next_element_seed(Presized(&mut *self.0))? {
             items.push(item);
         }
         Ok(Value::Array(items))
