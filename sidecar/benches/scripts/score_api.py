@@ -41,11 +41,10 @@ import json
 import os
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import urllib.request  # noqa: E402
-
 from common import (REPO, SIDECAR, VENV_PY, Server, log, loadavg, median_runs, post_json,  # noqa: E402
                     run_wrk, vigil_binary, write_lua)
 

@@ -192,8 +192,9 @@ async fn bulk_inner(
     }
     let not_bulk =
         |reason: String| ApiError::new(StatusCode::BAD_GATEWAY, "upstream_exception", reason);
-    let statuses = crate::merge::statuses(&bytes)
-        .map_err(|e| not_bulk(format!("Elasticsearch's bulk answer is not JSON: {e}")))?;
+    let not_json =
+        |e: serde_json::Error| not_bulk(format!("Elasticsearch's bulk answer is not JSON: {e}"));
+    let statuses = crate::merge::statuses(&bytes).map_err(not_json)?;
     if statuses.len() != stats.forwarded {
         return Err(not_bulk(
             crate::merge::ItemCountMismatch {
@@ -211,8 +212,7 @@ async fn bulk_inner(
         // the caller's, byte for byte.
         return Ok((StatusCode::OK, response_headers, bytes).into_response());
     }
-    let parsed: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| not_bulk(format!("Elasticsearch's bulk answer is not JSON: {e}")))?;
+    let parsed: Value = serde_json::from_slice(&bytes).map_err(not_json)?;
     let merged = merge(
         &rewritten.slots,
         Some(parsed),
