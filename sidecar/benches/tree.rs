@@ -69,19 +69,42 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let shap = TreeShap::new(graph.ensemble(), &covers).expect("covers");
-    let mut out = vec![0.0f64; shap.n_margins() * (shap.n_features() + 1)];
-    let mut group = c.benchmark_group("tree_shap");
-    group.throughput(Throughput::Elements(1));
-    let mut i = 0usize;
+    // Grouped subtree tables (what Vigil runs) against per-leaf tables, same values.
     let n = rows.len() / f;
-    group.bench_function("shap_row", |b| {
-        b.iter(|| {
-            let r = i % n;
-            i += 1;
-            shap.shap_row(&rows[r * f..(r + 1) * f], &mut out)
-        })
-    });
+    let mut group = c.benchmark_group("tree_shap");
+    for (name, shap) in [
+        (
+            "grouped",
+            TreeShap::new(graph.ensemble(), &covers).expect("covers"),
+        ),
+        (
+            "per_leaf",
+            TreeShap::per_leaf(graph.ensemble(), &covers).expect("covers"),
+        ),
+    ] {
+        let per_row = shap.n_margins() * (shap.n_features() + 1);
+        let mut out = vec![0.0f64; 128 * per_row];
+        let mut i = 0usize;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::new("row", name), |b| {
+            b.iter(|| {
+                let r = i % n;
+                i += 1;
+                shap.shap_row(&rows[r * f..(r + 1) * f], &mut out)
+            })
+        });
+        let batch: Vec<f32> = rows
+            .chunks(f)
+            .cycle()
+            .take(128)
+            .flatten()
+            .copied()
+            .collect();
+        group.throughput(Throughput::Elements(128));
+        group.bench_function(BenchmarkId::new("batch_128", name), |b| {
+            b.iter(|| shap.shap_batch(&batch, 128, &mut out))
+        });
+    }
     group.finish();
 }
 

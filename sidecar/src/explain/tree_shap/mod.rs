@@ -17,8 +17,15 @@
 //! Leaves with several outputs use the H table (O(k) lookups); leaves with a long path
 //! (k > `MAX_TABLE_K`), a zero cover fraction, or past the table memory budgets are computed
 //! directly from the formula (O(k^3), no table).
+//!
+//! Most trees go further (`grouped`): the leaves of a whole subtree share one table indexed by
+//! the row's outcomes at the subtree's branches and those above it, so a row costs one lookup
+//! per subtree instead of one per leaf. The per-leaf tables serve the trees that do not fit.
+
+mod grouped;
 
 use crate::score::tree::{MarginColumn, NodeKind, TreeEnsemble, TreeError};
+use grouped::{GroupedTree, Groups};
 
 /// Largest unique-feature count per leaf that gets a table (2^k f64 each).
 const MAX_TABLE_K: usize = 12;
@@ -93,6 +100,8 @@ struct STree {
     fast: Vec<FastLeaf>,
     /// Every other leaf, through the general path.
     leaves: Vec<SLeaf>,
+    /// The tree as subtree tables (then `inner`, `fast` and `leaves` are empty).
+    grouped: Option<GroupedTree>,
 }
 
 /// Exact TreeSHAP for one ensemble, shareable across threads.
@@ -117,6 +126,9 @@ pub struct TreeShap {
     /// w(s, k) = s!(k-s-1)!/k!, indexed [k][s].
     shapley_w: Vec<Vec<f64>>,
     max_nodes: usize,
+    groups: Groups,
+    /// Most outcome words per row of a grouped tree.
+    max_words: usize,
 }
 
 fn shapley_weights() -> Vec<Vec<f64>> {
@@ -154,6 +166,21 @@ fn g_of(e: &[f64], w: &[f64]) -> f64 {
 impl TreeShap {
     /// `covers[tree_id][node_id]` as in covers.json (ONNX tree and node ids).
     pub fn new(ensemble: &TreeEnsemble, covers: &[Vec<f64>]) -> Result<Self, TreeError> {
+        Self::build(ensemble, covers, grouped::GROUP_BITS)
+    }
+
+    /// As [`TreeShap::new`] with per-leaf tables only, no tree grouped: the same values, for
+    /// benchmarks that measure what grouping gains.
+    pub fn per_leaf(ensemble: &TreeEnsemble, covers: &[Vec<f64>]) -> Result<Self, TreeError> {
+        Self::build(ensemble, covers, 0)
+    }
+
+    /// As [`TreeShap::new`], grouping trees of depth up to `group_bits` (0: none).
+    fn build(
+        ensemble: &TreeEnsemble,
+        covers: &[Vec<f64>],
+        group_bits: usize,
+    ) -> Result<Self, TreeError> {
         if !ensemble.is_additive() {
             return Err(TreeError::Covers(
                 "TreeSHAP needs a SUM or AVERAGE ensemble".into(),
@@ -175,7 +202,10 @@ impl TreeShap {
             contributions: Vec::new(),
             shapley_w,
             max_nodes: 0,
+            groups: Groups::default(),
+            max_words: 0,
         };
+        let mut groups = Groups::default();
         for (m, mc) in this.margins.iter().enumerate() {
             this.margin_of_column[mc.src].push(m);
         }
@@ -200,6 +230,40 @@ impl TreeShap {
                         ))
                     })
             };
+            let frac = |parent: usize, child: usize| -> Result<f64, TreeError> {
+                let parent_cover = cover(parent)?;
+                Ok(if parent_cover > 0.0 {
+                    cover(child)? / parent_cover
+                } else {
+                    0.5
+                })
+            };
+            if group_bits > 0 {
+                let margin_of = |column: u32| match this.margin_of_column[column as usize][..] {
+                    [m] => Some(m as u32),
+                    _ => None,
+                };
+                let deltas = |zs: &[f64]| leaf_deltas(&this.shapley_w, zs);
+                let cx = grouped::Context {
+                    bits: group_bits,
+                    budget: grouped::GROUP_BUDGET.saturating_sub(groups.len()),
+                    margin_of: &margin_of,
+                    frac: &frac,
+                    deltas: &deltas,
+                    scale: this.scale,
+                };
+                if let Some(g) = GroupedTree::build(tree, &cx, &mut groups, &mut column_mean)? {
+                    this.max_words = this.max_words.max(g.words());
+                    this.trees.push(STree {
+                        inner: Vec::new(),
+                        n_nodes: 0,
+                        fast: Vec::new(),
+                        leaves: Vec::new(),
+                        grouped: Some(g),
+                    });
+                    continue;
+                }
+            }
 
             // Preorder walk carrying the path's unique features and their z products.
             let mut nodes: Vec<SNode> = Vec::with_capacity(tree.nodes.len());
@@ -324,7 +388,6 @@ impl TreeShap {
                         true_child,
                         false_child,
                     } => {
-                        let parent_cover = cover(i)?;
                         let slot = path_f
                             .iter()
                             .position(|f| f == feature)
@@ -344,11 +407,7 @@ impl TreeShap {
                         };
                         for (child, child_at) in [(*true_child, tc), (*false_child, tc + 1)] {
                             let child = child as usize;
-                            let frac = if parent_cover > 0.0 {
-                                cover(child)? / parent_cover
-                            } else {
-                                0.5
-                            };
+                            let frac = frac(i, child)?;
                             let (mut f, mut z) = (path_f.clone(), path_z.clone());
                             if slot == f.len() {
                                 f.push(*feature);
@@ -382,8 +441,10 @@ impl TreeShap {
                 n_nodes: nodes.len(),
                 fast,
                 leaves,
+                grouped: None,
             });
         }
+        this.groups = groups;
         this.expected = this
             .margins
             .iter()
@@ -475,6 +536,7 @@ impl TreeShap {
         }
         let mut scratch = Scratch {
             masks: vec![0u64; self.max_nodes * BLOCK],
+            go: vec![0u64; self.max_words * BLOCK],
             delta: vec![0.0f64; MAX_PATH_FEATURES],
             e: Vec::with_capacity(MAX_PATH_FEATURES + 1),
         };
@@ -498,6 +560,17 @@ impl TreeShap {
         let nf = self.n_features;
         let width = nf + 1;
         let per_row = self.margins.len() * width;
+        if let Some(g) = &tree.grouped {
+            let at = Layout { per_row, width };
+            g.add_block(
+                &self.groups,
+                (rows, nf),
+                &mut s.go,
+                &mut out[..nb * per_row],
+                at,
+            );
+            return;
+        }
         // masks[node * BLOCK + r]: slots of the path features row r does not follow down to
         // `node`. Nodes are stored parents-first, so one forward pass fills every mask.
         let masks = &mut s.masks[..tree.n_nodes * BLOCK];
@@ -598,26 +671,71 @@ impl TreeShap {
 
     /// The per-leaf formula without a table (long paths, zero cover fractions).
     fn direct(&self, zs: &[f64], t: u64, delta: &mut [f64], e: &mut Vec<f64>) {
-        let k = zs.len();
-        let w = &self.shapley_w[k];
-        let in_t = |b: usize| t >> b & 1 == 1;
-        let z_out: f64 = (0..k).filter(|&b| !in_t(b)).map(|b| zs[b]).product();
-        let all = t.count_ones() as usize == k;
-        let g_t = if all {
-            0.0
+        direct(&self.shapley_w, zs, t, delta, e);
+    }
+}
+
+/// The per-leaf formula without a table: slot b's contribution (without the leaf value) for a
+/// row following the slots in t.
+fn direct(shapley_w: &[Vec<f64>], zs: &[f64], t: u64, delta: &mut [f64], e: &mut Vec<f64>) {
+    let k = zs.len();
+    let w = &shapley_w[k];
+    let in_t = |b: usize| t >> b & 1 == 1;
+    let z_out: f64 = (0..k).filter(|&b| !in_t(b)).map(|b| zs[b]).product();
+    let all = t.count_ones() as usize == k;
+    let g_t = if all {
+        0.0
+    } else {
+        elementary((0..k).filter(|&b| in_t(b)).map(|b| zs[b]), e);
+        g_of(e, w)
+    };
+    for b in 0..k {
+        delta[b] = if in_t(b) {
+            elementary((0..k).filter(|&j| j != b && in_t(j)).map(|j| zs[j]), e);
+            (1.0 - zs[b]) * z_out * g_of(e, w)
         } else {
-            elementary((0..k).filter(|&b| in_t(b)).map(|b| zs[b]), e);
-            g_of(e, w)
+            -z_out * g_t
         };
-        for b in 0..k {
-            delta[b] = if in_t(b) {
-                elementary((0..k).filter(|&j| j != b && in_t(j)).map(|j| zs[j]), e);
-                (1.0 - zs[b]) * z_out * g_of(e, w)
-            } else {
-                -z_out * g_t
-            };
+    }
+}
+
+/// Contributions of a leaf whose path has these z's, without its value: `k x 2^k`, slot b's
+/// for a row following the slots in t at `t * k + b`.
+fn leaf_deltas(shapley_w: &[Vec<f64>], zs: &[f64]) -> Vec<f64> {
+    let k = zs.len();
+    let w = &shapley_w[k];
+    let mut e = Vec::with_capacity(k + 1);
+    let mut out = Vec::with_capacity(k << k);
+    if zs.iter().all(|&z| z > 0.0) {
+        // H(t) = Z(U\t) G(t); slot b in t: (1 - z_b)/z_b H(t \ b), else -H(t).
+        let h: Vec<f64> = (0..1usize << k)
+            .map(|t| {
+                if t == (1 << k) - 1 {
+                    // T = U has no feature outside T: never read.
+                    return 0.0;
+                }
+                elementary((0..k).filter(|b| t >> b & 1 == 1).map(|b| zs[b]), &mut e);
+                let z_out: f64 = (0..k).filter(|b| t >> b & 1 == 0).map(|b| zs[b]).product();
+                z_out * g_of(&e, w)
+            })
+            .collect();
+        for t in 0..1usize << k {
+            for (b, &z) in zs.iter().enumerate() {
+                out.push(if t >> b & 1 == 1 {
+                    (1.0 - z) / z * h[t ^ (1 << b)]
+                } else {
+                    -h[t]
+                });
+            }
+        }
+    } else {
+        let mut delta = vec![0.0; k];
+        for t in 0..1u64 << k {
+            direct(shapley_w, zs, t, &mut delta, &mut e);
+            out.extend(&delta);
         }
     }
+    out
 }
 
 /// Where one row's contributions sit in a block's output.
@@ -633,6 +751,8 @@ struct Layout {
 struct Scratch {
     /// Per node and row of a block: slots of the path features the row does not follow.
     masks: Vec<u64>,
+    /// Per row of a block: the outcome words of a grouped tree.
+    go: Vec<u64>,
     delta: Vec<f64>,
     e: Vec<f64>,
 }
@@ -708,10 +828,13 @@ mod tests {
             .collect()
     }
 
+    /// Grouped trees in `shap`.
+    fn grouped(shap: &TreeShap) -> usize {
+        shap.trees.iter().filter(|t| t.grouped.is_some()).count()
+    }
+
     #[test]
     fn matches_brute_force_shapley_and_is_locally_accurate() {
-        let mut rng = Lcg(11);
-        let nf = 5;
         let modes = [
             "BRANCH_LEQ",
             "BRANCH_LT",
@@ -720,41 +843,81 @@ mod tests {
             "BRANCH_EQ",
             "BRANCH_NEQ",
         ];
-        // Depth 8 over 5 features repeats features on paths.
-        let b = random_forest(&mut rng, 12, 8, nf as i64, 1, &modes);
-        let node = b.regressor(1, vec![string("post_transform", "NONE")]);
-        let e = TreeEnsemble::from_node(&node).unwrap();
-        let sample = random_rows(&mut rng, 300, nf);
-        // Smooth covers (every node reached) so brute force can divide by them.
-        let mut covers = TreeShap::covers_from_sample(&e, &sample, 300);
-        covers.iter_mut().flatten().for_each(|c| *c += 1.0);
-        for tree in &e.trees {
-            // Keep parents equal to the sum of their children after smoothing.
-            fix_covers(tree, &mut covers[tree.onnx_id as usize], 0);
-        }
-        let shap = TreeShap::new(&e, &covers).unwrap();
-        let rows = random_rows(&mut rng, 20, nf);
-        let mut out = vec![0.0; nf + 1];
-        for row in rows.chunks(nf) {
-            shap.shap_row(row, &mut out);
-            let want = brute_force(&e, &covers, row, nf);
-            for i in 0..nf {
+        let nf = 5;
+        // Depth 8 over 5 features repeats features on paths. Group sizes: none (per-leaf
+        // tables), leaf pairs, four leaves, eight leaves.
+        for (depth, bits) in [(8, 0), (8, 8), (5, 5), (5, 6), (5, 12)] {
+            let mut rng = Lcg(11);
+            let b = random_forest(&mut rng, 12, depth, nf as i64, 1, &modes);
+            let node = b.regressor(1, vec![string("post_transform", "NONE")]);
+            let e = TreeEnsemble::from_node(&node).unwrap();
+            let sample = random_rows(&mut rng, 300, nf);
+            // Smooth covers (every node reached) so brute force can divide by them.
+            let mut covers = TreeShap::covers_from_sample(&e, &sample, 300);
+            covers.iter_mut().flatten().for_each(|c| *c += 1.0);
+            for tree in &e.trees {
+                // Keep parents equal to the sum of their children after smoothing.
+                fix_covers(tree, &mut covers[tree.onnx_id as usize], 0);
+            }
+            let shap = TreeShap::build(&e, &covers, bits).unwrap();
+            let want_grouped = if bits == 0 { 0 } else { e.trees.len() };
+            assert_eq!(grouped(&shap), want_grouped, "depth {depth}, bits {bits}");
+            let rows = random_rows(&mut rng, 20, nf);
+            let mut out = vec![0.0; nf + 1];
+            for row in rows.chunks(nf) {
+                shap.shap_row(row, &mut out);
+                let want = brute_force(&e, &covers, row, nf);
+                for i in 0..nf {
+                    assert!(
+                        (out[i] - want[i]).abs() < 1e-9,
+                        "depth {depth}, bits {bits}, feature {i}: {} vs {}",
+                        out[i],
+                        want[i]
+                    );
+                }
+                let mut margin = [0.0f32];
+                e.margins(row, 1, nf, &mut margin);
+                let total: f64 = out.iter().sum();
                 assert!(
-                    (out[i] - want[i]).abs() < 1e-9,
-                    "feature {i}: {} vs {}",
-                    out[i],
-                    want[i]
+                    (total - f64::from(margin[0])).abs() < 1e-5,
+                    "{total} vs {}",
+                    margin[0]
                 );
             }
-            let mut margin = [0.0f32];
-            e.margins(row, 1, nf, &mut margin);
-            let total: f64 = out.iter().sum();
-            assert!(
-                (total - f64::from(margin[0])).abs() < 1e-5,
-                "{total} vs {}",
-                margin[0]
-            );
         }
+    }
+
+    #[test]
+    fn grouped_trees_equal_per_leaf_tables_with_zero_covers_and_fall_back_for_several_outputs() {
+        let nf = 6;
+        let mut rng = Lcg(23);
+        let b = random_forest(&mut rng, 30, 6, nf as i64, 1, &["BRANCH_LEQ", "BRANCH_GT"]);
+        let node = b.regressor(1, vec![string("post_transform", "NONE")]);
+        let e = TreeEnsemble::from_node(&node).unwrap();
+        // Eight sample rows leave most nodes with a zero cover.
+        let sample = random_rows(&mut rng, 8, nf);
+        let covers = TreeShap::covers_from_sample(&e, &sample, 8);
+        assert!(covers.iter().flatten().any(|&c| c == 0.0));
+        let (per_leaf, groups) = (
+            TreeShap::build(&e, &covers, 0).unwrap(),
+            TreeShap::new(&e, &covers).unwrap(),
+        );
+        assert_eq!((grouped(&per_leaf), grouped(&groups)), (0, e.trees.len()));
+        assert_eq!(per_leaf.expected_value(), groups.expected_value());
+        let n = 200;
+        let rows = random_rows(&mut rng, n, nf);
+        let (mut a, mut b) = (vec![0.0; n * (nf + 1)], vec![0.0; n * (nf + 1)]);
+        per_leaf.shap_batch(&rows, n, &mut a);
+        groups.shap_batch(&rows, n, &mut b);
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!((x - y).abs() < 1e-9, "value {i}: {x} vs {y}");
+        }
+        // Leaves with three outputs keep the per-leaf path.
+        let b = random_forest(&mut rng, 5, 4, nf as i64, 3, &["BRANCH_LEQ"]);
+        let node = b.regressor(3, vec![string("post_transform", "NONE")]);
+        let e = TreeEnsemble::from_node(&node).unwrap();
+        let covers = TreeShap::covers_from_sample(&e, &random_rows(&mut rng, 50, nf), 50);
+        assert_eq!(grouped(&TreeShap::new(&e, &covers).unwrap()), 0);
     }
 
     #[test]
@@ -814,6 +977,8 @@ mod tests {
             contributions: vec![],
             shapley_w: shap_w,
             max_nodes: 0,
+            groups: Groups::default(),
+            max_words: 0,
         };
         let zs = [0.3, 0.6, 0.9, 0.45];
         let k = zs.len();
