@@ -121,7 +121,7 @@ def main() -> int:
 
     env = dict(os.environ)
     if args.rust_bin:
-        cmd = [str(args.rust_bin), str(args.bundle), str(args.seconds)]
+        cmd = [str(args.rust_bin.resolve()), str(args.bundle), str(args.seconds)]
     else:
         cmd = ["cargo", "run", "--quiet", "--release", "--example", "tree_throughput", "--",
                str(args.bundle), str(args.seconds)]
