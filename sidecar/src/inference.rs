@@ -315,11 +315,19 @@ fn select(bundle: &Bundle, result: &InferenceResult, e: Explanation) -> Explaine
             e.contributions[column][i].abs()
         }
     };
+    // Largest |importance| first, ties by feature order: the k largest found in linear time,
+    // then only they are sorted.
+    let weights: Vec<f64> = (0..f).map(weight).collect();
+    let before = |a: &usize, b: &usize| weights[*b].total_cmp(&weights[*a]).then(a.cmp(b));
     let mut order: Vec<usize> = (0..f).collect();
-    order.sort_by(|&a, &b| weight(b).total_cmp(&weight(a)).then(a.cmp(&b)));
+    let k = m.explanation.top_k.min(f);
+    if k > 0 && k < f {
+        order.select_nth_unstable_by(k - 1, before);
+    }
+    order.truncate(k);
+    order.sort_unstable_by(before);
     let top = order
         .into_iter()
-        .take(m.explanation.top_k)
         .map(|i| {
             let per_col = if multiclass {
                 e.contributions.iter().map(|c| c[i]).collect()

@@ -124,6 +124,13 @@ fn results_carry_the_inference_processor_shape_with_readable_feature_names() {
         "sorted by |importance|: {mags:?}"
     );
     assert!(fi[0]["feature_name"].as_str().unwrap().starts_with('f'));
+    // The top 5 are the 5 largest of all contributions, ties in feature order.
+    let explained = r.explanation.as_ref().unwrap();
+    let all = &explained.explanation.contributions[0];
+    let mut want: Vec<usize> = (0..all.len()).collect();
+    want.sort_by(|&a, &b| all[b].abs().total_cmp(&all[a].abs()).then(a.cmp(&b)));
+    let top: Vec<usize> = explained.top.iter().map(|(i, _)| *i).collect();
+    assert_eq!(top, want[..5]);
     assert_eq!(json["explanation"]["method"], "linear");
     assert_eq!(json["explanation"]["approximate"], false);
 }
