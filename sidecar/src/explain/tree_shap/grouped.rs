@@ -14,7 +14,7 @@
 //! `GROUP_BITS`). Trees this does not fit (deeper, a leaf with several outputs, past the table
 //! budget) keep the per-leaf tables of the parent module.
 
-use crate::score::tree::{NodeKind, NodeMode, Tree, TreeError};
+use crate::score::tree::{Node, NodeKind, NodeMode, Tree, TreeError};
 
 use super::Layout;
 
@@ -221,129 +221,99 @@ impl GroupedTree {
         self.words
     }
 
-    /// Adds this tree's contributions for the rows of a block (`rows`, `nf` wide) to `out`
-    /// (one `at.per_row` run per row); `go` holds at least `words()` words per row.
+    /// Adds this tree's contributions for the `nb` rows of a block to `out` (one `at.per_row`
+    /// run per row). `cols` is the block by feature (`cols[f * nb + r]`), so a branch compares
+    /// one contiguous column; `go` holds at least `words() * nb` words.
     pub(super) fn add_block(
         &self,
         store: &Groups,
-        (rows, nf): (&[f32], usize),
+        cols: &[f32],
         go: &mut [u64],
         out: &mut [f64],
         at: Layout,
     ) {
         let nb = out.len() / at.per_row;
-        let nw = self.words;
-        let go = &mut go[..nb * nw];
+        // go[w * nb + r]: word w of row r's outcomes, bit p % 64 for branch p.
+        let go = &mut go[..self.words * nb];
         go.iter_mut().for_each(|w| *w = 0);
         for (p, b) in self.branches.iter().enumerate() {
-            let (w, shift) = (p >> 6, p & 63);
-            let at = Outcomes {
-                rows,
-                nf,
-                feature: b.feature as usize,
-                go: &mut go[w..],
-                nw,
-                shift,
-                missing_true: b.missing_true,
-            };
-            // One loop per comparison: the mode is matched once per branch, not per row.
+            let col = &cols[b.feature as usize * nb..][..nb];
+            let word = &mut go[(p >> 6) * nb..][..nb];
+            let shift = p & 63;
+            // One loop per comparison (the mode and the missing rule matched once per branch,
+            // not per row), over contiguous values: the compiler vectorises it.
             let t = b.threshold;
-            match b.mode {
-                NodeMode::Leq => at.fill(nb, |x| x <= t),
-                NodeMode::Lt => at.fill(nb, |x| x < t),
-                NodeMode::Gte => at.fill(nb, |x| x >= t),
-                NodeMode::Gt => at.fill(nb, |x| x > t),
-                NodeMode::Eq => at.fill(nb, |x| x == t),
-                NodeMode::Neq => at.fill(nb, |x| x != t),
+            match (b.mode, b.missing_true) {
+                (NodeMode::Leq, false) => fill(col, word, shift, |x| f64::from(x) <= t),
+                (NodeMode::Lt, false) => fill(col, word, shift, |x| f64::from(x) < t),
+                (NodeMode::Gte, false) => fill(col, word, shift, |x| f64::from(x) >= t),
+                (NodeMode::Gt, false) => fill(col, word, shift, |x| f64::from(x) > t),
+                (NodeMode::Eq, false) => fill(col, word, shift, |x| f64::from(x) == t),
+                // NaN is != everything: sent true whatever `missing_true` says.
+                (NodeMode::Neq, _) => fill(col, word, shift, |x| f64::from(x) != t),
+                (mode, true) => fill(col, word, shift, |x| {
+                    x.is_nan() || Node::goes_true(x, t, mode, false)
+                }),
             }
         }
         for g in &self.groups {
-            let feats = &store.feats[g.f0 as usize..][..g.nf as usize];
-            let base = g.margin as usize * at.width;
             // Literal widths unroll the additions.
-            match feats.len() {
-                1 => self.add_group::<1>(g, store, go, nb, out, base, at),
-                2 => self.add_group::<2>(g, store, go, nb, out, base, at),
-                3 => self.add_group::<3>(g, store, go, nb, out, base, at),
-                4 => self.add_group::<4>(g, store, go, nb, out, base, at),
-                5 => self.add_group::<5>(g, store, go, nb, out, base, at),
-                6 => self.add_group::<6>(g, store, go, nb, out, base, at),
-                7 => self.add_group::<7>(g, store, go, nb, out, base, at),
-                8 => self.add_group::<8>(g, store, go, nb, out, base, at),
-                _ => self.add_group::<0>(g, store, go, nb, out, base, at),
-            }
-        }
-    }
-
-    /// One group's contributions for every row of a block; `K` is the group's feature count,
-    /// or 0 for any count.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn add_group<const K: usize>(
-        &self,
-        g: &Group,
-        store: &Groups,
-        go: &[u64],
-        nb: usize,
-        out: &mut [f64],
-        base: usize,
-        at: Layout,
-    ) {
-        let nw = self.words;
-        let k = if K == 0 { g.nf as usize } else { K };
-        let feats = &store.feats[g.f0 as usize..][..k];
-        let values = &store.values[g.values..][..k << (g.n_anc + g.len)];
-        let anc = &g.anc[..g.n_anc as usize];
-        for r in 0..nb {
-            let words = &go[r * nw..][..nw];
-            let mut pattern = run(words, g.start as usize, g.len as usize) << anc.len();
-            for (j, &a) in anc.iter().enumerate() {
-                pattern |= ((words[a as usize >> 6] >> (a & 63)) as usize & 1) << j;
-            }
-            let v = &values[pattern * k..][..k];
-            let phi = &mut out[r * at.per_row + base..][..at.width];
-            for (&f, &c) in feats.iter().zip(v) {
-                phi[f as usize] += c;
+            let go = &*go;
+            match g.nf {
+                1 => add_group::<1>(g, store, go, out, at),
+                2 => add_group::<2>(g, store, go, out, at),
+                3 => add_group::<3>(g, store, go, out, at),
+                4 => add_group::<4>(g, store, go, out, at),
+                5 => add_group::<5>(g, store, go, out, at),
+                6 => add_group::<6>(g, store, go, out, at),
+                7 => add_group::<7>(g, store, go, out, at),
+                8 => add_group::<8>(g, store, go, out, at),
+                _ => add_group::<0>(g, store, go, out, at),
             }
         }
     }
 }
 
-/// Where one branch's outcomes go: bit `shift` of word `go[r * nw]` for row r.
-struct Outcomes<'a> {
-    rows: &'a [f32],
-    nf: usize,
-    feature: usize,
-    go: &'a mut [u64],
-    nw: usize,
-    shift: usize,
-    missing_true: bool,
-}
-
-impl Outcomes<'_> {
-    /// onnxruntime's rule, as `Node::goes_true`: the comparison, or a missing value sent true.
-    #[inline(always)]
-    fn fill(self, nb: usize, cmp: impl Fn(f64) -> bool) {
-        for r in 0..nb {
-            let x = self.rows[r * self.nf + self.feature];
-            let went = cmp(f64::from(x)) || (self.missing_true && x.is_nan());
-            self.go[r * self.nw] |= u64::from(went) << self.shift;
-        }
+/// Sets bit `shift` of `word[r]` where `went(col[r])`: onnxruntime's rule, as
+/// `Node::goes_true` gives it.
+#[inline(always)]
+fn fill(col: &[f32], word: &mut [u64], shift: usize, went: impl Fn(f32) -> bool) {
+    for (w, &x) in word.iter_mut().zip(col) {
+        *w |= u64::from(went(x)) << shift;
     }
 }
 
-/// Bits `start..start + len` (len <= 8) of the words.
-#[inline]
-fn run(words: &[u64], start: usize, len: usize) -> usize {
-    if len == 0 {
-        return 0;
-    }
+/// One group's contributions for every row of a block (`go` word-major, as
+/// [`GroupedTree::add_block`] fills it); `K` is the group's feature count, or 0 for any count.
+#[inline(always)]
+fn add_group<const K: usize>(g: &Group, store: &Groups, go: &[u64], out: &mut [f64], at: Layout) {
+    let nb = out.len() / at.per_row;
+    let k = if K == 0 { g.nf as usize } else { K };
+    let feats = &store.feats[g.f0 as usize..][..k];
+    let values = &store.values[g.values..][..k << (g.n_anc + g.len)];
+    let anc = &g.anc[..g.n_anc as usize];
+    let (start, len) = (g.start as usize, g.len as usize);
+    let base = g.margin as usize * at.width;
+    // The subtree's run of bits: in one word, or across two.
     let (w, o) = (start >> 6, start & 63);
-    let mut v = words[w] >> o;
-    if o + len > 64 {
-        v |= words[w + 1] << (64 - o);
+    let split = len > 0 && o + len > 64;
+    let mask = (1u64 << len) - 1;
+    for r in 0..nb {
+        let mut run = if len == 0 { 0 } else { go[w * nb + r] >> o };
+        if split {
+            run |= go[(w + 1) * nb + r] << (64 - o);
+        }
+        let mut pattern = ((run & mask) as usize) << anc.len();
+        for (j, &a) in anc.iter().enumerate() {
+            let a = a as usize;
+            pattern |= ((go[(a >> 6) * nb + r] >> (a & 63)) as usize & 1) << j;
+        }
+        let v = &values[pattern * k..][..k];
+        let phi = &mut out[r * at.per_row + base..][..at.width];
+        for (&f, &c) in feats.iter().zip(v) {
+            phi[f as usize] += c;
+        }
     }
-    (v & ((1u64 << len) - 1)) as usize
 }
 
 /// Numbers the branches under `i` in preorder (true child first); returns their count.

@@ -210,7 +210,6 @@ impl TreeShap {
             this.margin_of_column[mc.src].push(m);
         }
         let mut column_mean = vec![0.0f64; ensemble.n_columns];
-        let mut e = Vec::new();
         for tree in &ensemble.trees {
             let tree_covers = usize::try_from(tree.onnx_id)
                 .ok()
@@ -306,23 +305,7 @@ impl TreeShap {
                             && this.tables.len() + (1 << k) <= TABLE_BUDGET
                         {
                             let off = this.tables.len();
-                            let w = &this.shapley_w[k];
-                            for t in 0..(1usize << k) {
-                                if t == (1 << k) - 1 {
-                                    // T = U has no feature outside T: never read.
-                                    this.tables.push(0.0);
-                                    continue;
-                                }
-                                elementary(
-                                    (0..k).filter(|b| t >> b & 1 == 1).map(|b| path_z[b]),
-                                    &mut e,
-                                );
-                                let z_out: f64 = (0..k)
-                                    .filter(|b| t >> b & 1 == 0)
-                                    .map(|b| path_z[b])
-                                    .product();
-                                this.tables.push(z_out * g_of(&e, w));
-                            }
+                            this.tables.extend(h_table(&this.shapley_w, &path_z));
                             Some(off)
                         } else {
                             None
@@ -345,18 +328,10 @@ impl TreeShap {
                                 // Expand the leaf's H table into every slot's contribution for
                                 // every pattern t, scaled by the leaf value; H itself is dropped.
                                 let sv = this.scale * v;
-                                let cs = &this.cs[f0 as usize..f0 as usize + k];
                                 let h = &this.tables[off..off + (1 << k)];
                                 let at_c = this.contributions.len();
-                                for t in 0..1usize << k {
-                                    for (b, &c) in cs.iter().enumerate() {
-                                        this.contributions.push(if t >> b & 1 == 1 {
-                                            sv * (c * h[t ^ (1 << b)])
-                                        } else {
-                                            sv * -h[t]
-                                        });
-                                    }
-                                }
+                                let deltas = expand(&path_z, h);
+                                this.contributions.extend(deltas.iter().map(|d| sv * d));
                                 this.tables.truncate(off);
                                 fast.push(FastLeaf {
                                     node: at as u32,
@@ -537,12 +512,21 @@ impl TreeShap {
         let mut scratch = Scratch {
             masks: vec![0u64; self.max_nodes * BLOCK],
             go: vec![0u64; self.max_words * BLOCK],
+            cols: vec![0.0f32; if self.max_words > 0 { nf * BLOCK } else { 0 }],
             delta: vec![0.0f64; MAX_PATH_FEATURES],
             e: Vec::with_capacity(MAX_PATH_FEATURES + 1),
         };
         for (b, block_out) in out.chunks_mut(BLOCK * per_row).enumerate() {
             let nb = block_out.len() / per_row;
             let block_rows = &rows[b * BLOCK * nf..(b * BLOCK + nb) * nf];
+            if self.max_words > 0 {
+                // Grouped trees read the block by feature.
+                for (r, row) in block_rows.chunks_exact(nf).enumerate() {
+                    for (f, &x) in row.iter().enumerate() {
+                        scratch.cols[f * nb + r] = x;
+                    }
+                }
+            }
             for tree in &self.trees {
                 self.tree_block(tree, block_rows, nb, block_out, &mut scratch);
             }
@@ -562,13 +546,8 @@ impl TreeShap {
         let per_row = self.margins.len() * width;
         if let Some(g) = &tree.grouped {
             let at = Layout { per_row, width };
-            g.add_block(
-                &self.groups,
-                (rows, nf),
-                &mut s.go,
-                &mut out[..nb * per_row],
-                at,
-            );
+            let cols = &s.cols[..nf * nb];
+            g.add_block(&self.groups, cols, &mut s.go, &mut out[..nb * per_row], at);
             return;
         }
         // masks[node * BLOCK + r]: slots of the path features row r does not follow down to
@@ -702,37 +681,50 @@ fn direct(shapley_w: &[Vec<f64>], zs: &[f64], t: u64, delta: &mut [f64], e: &mut
 /// Contributions of a leaf whose path has these z's, without its value: `k x 2^k`, slot b's
 /// for a row following the slots in t at `t * k + b`.
 fn leaf_deltas(shapley_w: &[Vec<f64>], zs: &[f64]) -> Vec<f64> {
+    if zs.iter().all(|&z| z > 0.0) {
+        return expand(zs, &h_table(shapley_w, zs));
+    }
+    let k = zs.len();
+    let mut e = Vec::with_capacity(k + 1);
+    let mut out = Vec::with_capacity(k << k);
+    let mut delta = vec![0.0; k];
+    for t in 0..1u64 << k {
+        direct(shapley_w, zs, t, &mut delta, &mut e);
+        out.extend(&delta);
+    }
+    out
+}
+
+/// H(t) = Z(U\t) G(t) for every pattern t of a leaf with these path z's (2^k values; the
+/// pattern following every slot is never read and holds 0).
+fn h_table(shapley_w: &[Vec<f64>], zs: &[f64]) -> Vec<f64> {
     let k = zs.len();
     let w = &shapley_w[k];
     let mut e = Vec::with_capacity(k + 1);
-    let mut out = Vec::with_capacity(k << k);
-    if zs.iter().all(|&z| z > 0.0) {
-        // H(t) = Z(U\t) G(t); slot b in t: (1 - z_b)/z_b H(t \ b), else -H(t).
-        let h: Vec<f64> = (0..1usize << k)
-            .map(|t| {
-                if t == (1 << k) - 1 {
-                    // T = U has no feature outside T: never read.
-                    return 0.0;
-                }
-                elementary((0..k).filter(|b| t >> b & 1 == 1).map(|b| zs[b]), &mut e);
-                let z_out: f64 = (0..k).filter(|b| t >> b & 1 == 0).map(|b| zs[b]).product();
-                z_out * g_of(&e, w)
-            })
-            .collect();
-        for t in 0..1usize << k {
-            for (b, &z) in zs.iter().enumerate() {
-                out.push(if t >> b & 1 == 1 {
-                    (1.0 - z) / z * h[t ^ (1 << b)]
-                } else {
-                    -h[t]
-                });
+    (0..1usize << k)
+        .map(|t| {
+            if t == (1 << k) - 1 {
+                return 0.0;
             }
-        }
-    } else {
-        let mut delta = vec![0.0; k];
-        for t in 0..1u64 << k {
-            direct(shapley_w, zs, t, &mut delta, &mut e);
-            out.extend(&delta);
+            elementary((0..k).filter(|b| t >> b & 1 == 1).map(|b| zs[b]), &mut e);
+            let z_out: f64 = (0..k).filter(|b| t >> b & 1 == 0).map(|b| zs[b]).product();
+            z_out * g_of(&e, w)
+        })
+        .collect()
+}
+
+/// A leaf's contributions without its value from its H table (every z > 0), as
+/// [`leaf_deltas`] lays them out: slot b in t gets (1 - z_b)/z_b H(t \ b), else -H(t).
+fn expand(zs: &[f64], h: &[f64]) -> Vec<f64> {
+    let k = zs.len();
+    let mut out = Vec::with_capacity(k << k);
+    for t in 0..1usize << k {
+        for (b, &z) in zs.iter().enumerate() {
+            out.push(if t >> b & 1 == 1 {
+                (1.0 - z) / z * h[t ^ (1 << b)]
+            } else {
+                -h[t]
+            });
         }
     }
     out
@@ -753,6 +745,8 @@ struct Scratch {
     masks: Vec<u64>,
     /// Per row of a block: the outcome words of a grouped tree.
     go: Vec<u64>,
+    /// The block by feature (`cols[f * nb + r]`), for grouped trees.
+    cols: Vec<f32>,
     delta: Vec<f64>,
     e: Vec<f64>,
 }
@@ -983,17 +977,7 @@ mod tests {
         let zs = [0.3, 0.6, 0.9, 0.45];
         let k = zs.len();
         let mut e = Vec::new();
-        let w = &shap.shapley_w[k];
-        let h: Vec<f64> = (0..1usize << k)
-            .map(|t| {
-                if t == (1 << k) - 1 {
-                    return 0.0;
-                }
-                elementary((0..k).filter(|b| t >> b & 1 == 1).map(|b| zs[b]), &mut e);
-                let z_out: f64 = (0..k).filter(|b| t >> b & 1 == 0).map(|b| zs[b]).product();
-                z_out * g_of(&e, w)
-            })
-            .collect();
+        let h = h_table(&shap.shapley_w, &zs);
         let mut delta = vec![0.0; k];
         for t in 0..(1u64 << k) {
             shap.direct(&zs, t, &mut delta, &mut e);
