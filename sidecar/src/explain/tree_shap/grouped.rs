@@ -75,7 +75,7 @@ pub(super) struct GroupedTree {
 
 /// What [`GroupedTree::build`] needs from the ensemble around the tree.
 pub(super) struct Context<'a> {
-    /// Most outcomes per table (and deepest tree): `GROUP_BITS`, lower in tests.
+    /// Most outcomes per table (and deepest tree): `GROUP_BITS`; tests try others.
     pub bits: usize,
     /// Table entries still allowed.
     pub budget: usize,
