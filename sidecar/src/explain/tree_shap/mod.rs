@@ -145,6 +145,15 @@ fn shapley_weights() -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// The margin reading accumulation column `column`, when exactly one does (a leaf weight there
+/// then adds to one margin only).
+fn only_margin(margin_of_column: &[Vec<usize>], column: u32) -> Option<usize> {
+    match margin_of_column[column as usize][..] {
+        [m] => Some(m),
+        _ => None,
+    }
+}
+
 /// Elementary symmetric polynomials e_0..e_len of `z`.
 fn elementary(z: impl Iterator<Item = f64>, e: &mut Vec<f64>) {
     e.clear();
@@ -238,10 +247,8 @@ impl TreeShap {
                 })
             };
             if group_bits > 0 {
-                let margin_of = |column: u32| match this.margin_of_column[column as usize][..] {
-                    [m] => Some(m as u32),
-                    _ => None,
-                };
+                let margin_of =
+                    |column: u32| only_margin(&this.margin_of_column, column).map(|m| m as u32);
                 let deltas = |zs: &[f64]| leaf_deltas(&this.shapley_w, zs);
                 let cx = grouped::Context {
                     bits: group_bits,
@@ -313,12 +320,9 @@ impl TreeShap {
                         let single_margin =
                             (wn == 1)
                                 .then(|| this.weights[w0 as usize])
-                                .and_then(
-                                    |(col, v)| match this.margin_of_column[col as usize][..] {
-                                        [m] => Some((m, v)),
-                                        _ => None,
-                                    },
-                                );
+                                .and_then(|(col, v)| {
+                                    only_margin(&this.margin_of_column, col).map(|m| (m, v))
+                                });
                         match (table, single_margin) {
                             (Some(off), Some((m, v)))
                                 if k > 0
