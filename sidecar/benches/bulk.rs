@@ -3,12 +3,15 @@
 //!
 //! - `baseline: serde_json every line`: parsing every NDJSON line into a `serde_json::Value`,
 //!   the least a JSON-aware proxy does (the baseline in the same run);
-//! - `split (bulk::parse)`: Vigil's splitter (action lines and index/create sources parsed, on
-//!   the current rayon pool);
+//! - `split (bulk::parse)`: Vigil's splitter with every index/create source parsed whole, on the
+//!   current rayon pool;
+//! - `split, scanned (Scoring::parse)`: the splitter as `_bulk` runs it, sources only scanned
+//!   for the fields routing, normalisation and the routed models read;
 //! - `split + rewrite, unrouted`: plus routing with no route matching (every line forwarded
 //!   byte for byte);
-//! - `split + route + score + rewrite`: the embedded default routes send every document to
-//!   `login-risk` (explanations per the embedded policy), results written, body rebuilt.
+//! - `split + route + score + rewrite`: as `_bulk` runs it: the embedded default routes send
+//!   every document to `login-risk` (explanations per the embedded policy), results written,
+//!   body rebuilt; `…, parsed whole` the same with every source parsed whole.
 //!
 //! `cargo bench --bench bulk` (from `sidecar/`). Throughput is in documents.
 
@@ -23,20 +26,18 @@ use auth_bulk::{body, defaults, DOCS};
 fn bench(c: &mut Criterion) {
     let body = body();
     let (config, registry) = defaults();
-    let scoring = Scoring {
-        registry: &registry,
-        routes: &config.routes,
-        policy: config.scoring.explain,
-        on_failure: config.bulk.on_scoring_failure,
-    };
+    let scoring = Scoring::configured(&registry, &config);
+    assert!(
+        scoring.scanner.is_some(),
+        "the default routes' fields can be scanned"
+    );
     let no_routes = vigil::route::Routes::compile(&[]).expect("empty routes");
     let unrouted = Scoring {
-        registry: &registry,
         routes: &no_routes,
-        policy: config.scoring.explain,
-        on_failure: config.bulk.on_scoring_failure,
+        scanner: vigil::rewrite::reader(&registry, &no_routes),
+        ..Scoring::configured(&registry, &config)
     };
-    let check = scoring.rewrite(vigil::bulk::parse(&body, None).expect("bulk"));
+    let check = scoring.rewrite(scoring.parse(&body, None).expect("bulk"));
     assert_eq!(check.stats.scored, DOCS, "every document is scored");
 
     let mut group = c.benchmark_group("bulk_1000_auth_events");
@@ -55,13 +56,22 @@ fn bench(c: &mut Criterion) {
     group.bench_function("split (bulk::parse)", |b| {
         b.iter(|| black_box(vigil::bulk::parse(black_box(&body), None).expect("bulk")))
     });
+    group.bench_function("split, scanned (Scoring::parse)", |b| {
+        b.iter(|| black_box(scoring.parse(black_box(&body), None).expect("bulk")))
+    });
     group.bench_function("split + rewrite, unrouted", |b| {
         b.iter(|| {
-            let entries = vigil::bulk::parse(black_box(&body), None).expect("bulk");
+            let entries = unrouted.parse(black_box(&body), None).expect("bulk");
             black_box(unrouted.rewrite(entries))
         })
     });
     group.bench_function("split + route + score + rewrite", |b| {
+        b.iter(|| {
+            let entries = scoring.parse(black_box(&body), None).expect("bulk");
+            black_box(scoring.rewrite(entries))
+        })
+    });
+    group.bench_function("split + route + score + rewrite, parsed whole", |b| {
         b.iter(|| {
             let entries = vigil::bulk::parse(black_box(&body), None).expect("bulk");
             black_box(scoring.rewrite(entries))

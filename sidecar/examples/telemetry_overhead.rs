@@ -39,7 +39,7 @@ fn main() {
     let run = |on: bool| {
         vigil::telemetry::set_enabled(on);
         let started = Instant::now();
-        let out = scoring.rewrite(vigil::bulk::parse(&body, None).expect("bulk"));
+        let out = scoring.rewrite(scoring.parse(&body, None).expect("bulk"));
         assert_eq!(out.stats.scored, DOCS, "every document is scored");
         if on {
             std::hint::black_box(vigil::telemetry::render(&handle, &registry));

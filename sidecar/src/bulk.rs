@@ -10,6 +10,10 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
+use std::borrow::Cow;
+
+use crate::features::{Fields, Scanned, Scanner, View};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpType {
     Index,
@@ -59,9 +63,85 @@ pub struct Item {
     pub id: Option<String>,
     /// The source line as received, for index/create/update.
     pub source_line: Option<Bytes>,
-    /// The source line parsed, for index/create (checked to be an object while splitting, so
-    /// scoring does not parse it again).
-    pub source: Option<Value>,
+    /// The source line read, for index/create (checked to be an object while splitting, so
+    /// scoring does not read it again).
+    pub source: Option<Parsed>,
+}
+
+/// An index/create source as splitting read it.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// Parsed whole.
+    Whole(Value),
+    /// Only the fields of the request's [`Scanner`] (read through [`crate::features::View`]
+    /// with that scanner): the routing, normalisation, behavioural and model fields scoring
+    /// reads. A document the scanner gives up on is parsed whole instead.
+    Scanned(Scanned),
+}
+
+impl Parsed {
+    /// This source read through [`Fields`]; a scanned one with the `scanner` that scanned it.
+    pub fn fields<'a>(&'a self, scanner: Option<&'a Scanner>) -> Doc<'a> {
+        match self {
+            Parsed::Whole(value) => Doc::Whole(value),
+            Parsed::Scanned(scanned) => Doc::Scanned(View {
+                scanner: scanner.expect("a scanned source is read with its scanner"),
+                scanned,
+            }),
+        }
+    }
+
+    /// Whether the source is `{}`.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Parsed::Whole(value) => value.as_object().is_some_and(Map::is_empty),
+            Parsed::Scanned(scanned) => scanned.empty,
+        }
+    }
+}
+
+/// A [`Parsed`] source as the scoring stages read it.
+#[derive(Debug, Clone, Copy)]
+pub enum Doc<'a> {
+    Whole(&'a Value),
+    Scanned(View<'a>),
+}
+
+impl Fields for Doc<'_> {
+    fn whole(&self, path: &str) -> Option<Cow<'_, Value>> {
+        match self {
+            Doc::Whole(v) => v.whole(path),
+            Doc::Scanned(v) => v.whole(path),
+        }
+    }
+
+    fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
+        match self {
+            Doc::Whole(v) => v.first(path),
+            Doc::Scanned(v) => v.first(path),
+        }
+    }
+
+    fn leaf(&self, path: &str) -> Option<Cow<'_, Value>> {
+        match self {
+            Doc::Whole(v) => v.leaf(path),
+            Doc::Scanned(v) => v.leaf(path),
+        }
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        match self {
+            Doc::Whole(v) => v.has_key(key),
+            Doc::Scanned(v) => v.has_key(key),
+        }
+    }
+
+    fn not_object(&self) -> Option<String> {
+        match self {
+            Doc::Whole(v) => v.not_object(),
+            Doc::Scanned(v) => v.not_object(),
+        }
+    }
 }
 
 /// A failure that belongs to one item, reported in its place in the response.
@@ -102,8 +182,19 @@ pub enum BulkError {
     NoTrailingNewline,
 }
 
-/// Splits `body` into entries. `default_index` comes from `/{index}/_bulk`.
+/// Splits `body` into entries, each source parsed whole. `default_index` comes from
+/// `/{index}/_bulk`.
 pub fn parse(body: &Bytes, default_index: Option<&str>) -> Result<Vec<Entry>, BulkError> {
+    parse_with(body, default_index, None)
+}
+
+/// As [`parse`]; with a `scanner`, sources are only scanned for its paths where it can read them
+/// ([`Parsed::Scanned`]), and parsed whole where it gives up.
+pub fn parse_with(
+    body: &Bytes,
+    default_index: Option<&str>,
+    scanner: Option<&Scanner>,
+) -> Result<Vec<Entry>, BulkError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BulkError::Empty);
     }
@@ -175,7 +266,7 @@ pub fn parse(body: &Bytes, default_index: Option<&str>) -> Result<Vec<Entry>, Bu
         .into_par_iter()
         .with_min_len(PARALLEL_MIN_ITEMS)
         .map(|(entry, number)| match entry {
-            Entry::Item(item) => checked(item, number),
+            Entry::Item(item) => checked(item, number, scanner),
             failed => failed,
         })
         .collect())
@@ -183,11 +274,21 @@ pub fn parse(body: &Bytes, default_index: Option<&str>) -> Result<Vec<Entry>, Bu
 
 /// An item whose action line (line `number`) reads well: its source parsed and checked, its
 /// index required.
-fn checked(mut item: Item, number: usize) -> Entry {
+fn checked(mut item: Item, number: usize, scanner: Option<&Scanner>) -> Entry {
     if let Some(line) = &item.source_line {
-        match check_source(item.op, line, &item.index, &item.id, number + 1) {
-            Ok(parsed) => item.source = parsed,
-            Err(error) => return Entry::Failed(error),
+        let scanned = match (item.op, scanner) {
+            (OpType::Index | OpType::Create, Some(scanner)) => simdutf8::basic::from_utf8(line)
+                .ok()
+                .and_then(|text| scanner.scan(text, "")),
+            _ => None,
+        };
+        if let Some(scanned) = scanned {
+            item.source = Some(Parsed::Scanned(scanned));
+        } else {
+            match check_source(item.op, line, &item.index, &item.id, number + 1) {
+                Ok(parsed) => item.source = parsed.map(Parsed::Whole),
+                Err(error) => return Entry::Failed(error),
+            }
         }
     }
     if item.index.is_empty() {

@@ -92,9 +92,9 @@ pub type BehaviourValues =
     std::collections::HashMap<std::sync::Arc<str>, f32, foldhash::fast::RandomState>;
 
 /// Scores `docs` with `bundle`, reading behavioural features from `behaviour` (one map per document).
-pub fn infer_with(
+pub fn infer_with<D: crate::features::Fields + ?Sized>(
     bundle: &Bundle,
-    docs: &[&Value],
+    docs: &[&D],
     behaviour: Option<&[BehaviourValues]>,
     policy: ExplainPolicy,
 ) -> Vec<Result<InferenceResult, DocError>> {

@@ -14,6 +14,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::features::Fields;
 use crate::rules::doc;
 
 /// Which source a document was recognised as.
@@ -44,37 +45,82 @@ fn err(source_name: &'static str, message: impl Into<String>) -> NormalizeError 
 /// Normalises `doc` in place. A recognised event whose essential fields are missing or malformed
 /// is an error (the document is left unchanged); unknown documents pass through.
 pub fn normalize(doc: &mut Value) -> Result<Source, NormalizeError> {
-    let Some(obj) = doc.as_object() else {
-        return Ok(Source::Unchanged);
-    };
     let mut out = Map::new();
-    let source = if obj.contains_key("eventType") && obj.contains_key("actor") {
-        okta(doc, &mut out)?;
-        Source::Okta
-    } else if is_entra(doc) {
-        entra(doc, &mut out)?;
-        Source::Entra
-    } else if matches!(
-        doc::first(doc, "winlog.event_id")
-            .and_then(doc::scalar_key)
-            .as_deref(),
-        Some("4624" | "4625")
-    ) {
-        windows(doc, &mut out)?;
-        Source::Windows
-    } else if is_sshd(doc) {
-        if !sshd(doc, &mut out)? {
-            return Ok(Source::Unchanged);
+    let source = recognise(&*doc);
+    match source {
+        Source::Okta => okta(doc, &mut out)?,
+        Source::Entra => entra(doc, &mut out)?,
+        Source::Windows => windows(doc, &mut out)?,
+        Source::Sshd => {
+            if !sshd(doc, &mut out)? {
+                return Ok(Source::Unchanged);
+            }
         }
-        Source::Sshd
-    } else {
-        return Ok(Source::Unchanged);
-    };
-    let target = doc.as_object_mut().expect("checked above");
+        Source::Unchanged => return Ok(Source::Unchanged),
+    }
+    let target = doc
+        .as_object_mut()
+        .expect("recognised documents are objects");
     for (k, v) in out {
         crate::enrich::write_at(target, &k, v).map_err(|e| err("normalised", e.to_string()))?;
     }
     Ok(source)
+}
+
+/// Every dotted path [`recognise`] reads: a document that holds none of them is not one of the
+/// known sources.
+pub const RECOGNITION_PATHS: &[&str] = &[
+    "eventType",
+    "actor",
+    "category",
+    "userPrincipalName",
+    "createdDateTime",
+    "status.errorCode",
+    "winlog.event_id",
+    "process.name",
+    "syslog.appname",
+    "appname",
+    "program",
+];
+
+/// Which source `doc` looks like, reading only [`RECOGNITION_PATHS`] (`Unchanged`: none, or not
+/// an object). [`normalize`] maps what this recognises; `_bulk` asks it of a scanned document to
+/// know whether the document must be parsed whole to be normalised.
+pub fn recognise<D: Fields + ?Sized>(doc: &D) -> Source {
+    if doc.not_object().is_some() {
+        return Source::Unchanged;
+    }
+    // As `s` reads a field: the first value, a non-empty string.
+    let text = |path: &str| {
+        doc.leaf(path)
+            .and_then(|v| v.as_str().filter(|x| !x.is_empty()).map(str::to_string))
+    };
+    let present = |path: &str| doc.leaf(path).is_some();
+    if doc.has_key("eventType") && doc.has_key("actor") {
+        Source::Okta
+    } else if matches!(
+        text("category").as_deref(),
+        Some("SignInLogs" | "NonInteractiveUserSignInLogs")
+    ) || (present("userPrincipalName")
+        && present("createdDateTime")
+        && present("status.errorCode"))
+    {
+        Source::Entra
+    } else if matches!(
+        doc.leaf("winlog.event_id")
+            .and_then(|v| doc::scalar_key(&v))
+            .as_deref(),
+        Some("4624" | "4625")
+    ) {
+        Source::Windows
+    } else if ["process.name", "syslog.appname", "appname", "program"]
+        .iter()
+        .any(|f| text(f).as_deref() == Some("sshd"))
+    {
+        Source::Sshd
+    } else {
+        Source::Unchanged
+    }
 }
 
 fn s<'a>(d: &'a Value, path: &str) -> Option<&'a str> {
@@ -215,15 +261,6 @@ fn okta(d: &Value, out: &mut Map<String, Value>) -> Result<(), NormalizeError> {
 }
 
 // ---------------------------------------------------------------------------------------- Entra
-
-fn is_entra(d: &Value) -> bool {
-    matches!(
-        s(d, "category"),
-        Some("SignInLogs" | "NonInteractiveUserSignInLogs")
-    ) || (doc::first(d, "userPrincipalName").is_some()
-        && doc::first(d, "createdDateTime").is_some()
-        && doc::first(d, "status.errorCode").is_some())
-}
 
 /// Entra sign-in error codes Vigil distinguishes.
 pub fn entra_outcome(code: i64) -> (&'static str, &'static str) {
@@ -388,12 +425,6 @@ fn windows(d: &Value, out: &mut Map<String, Value>) -> Result<(), NormalizeError
 }
 
 // ----------------------------------------------------------------------------------------- sshd
-
-fn is_sshd(d: &Value) -> bool {
-    ["process.name", "syslog.appname", "appname", "program"]
-        .iter()
-        .any(|f| s(d, f) == Some("sshd"))
-}
 
 /// What an sshd authentication line says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,12 +14,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::bulk::{Entry, ItemError, OpType};
+use crate::bulk::{BulkError, Doc, Entry, ItemError, OpType, Parsed};
 use crate::bundle::ModelRegistry;
 use crate::config::ScoringFailure;
-use crate::enrich::{appended, write_at};
+use crate::enrich::{appended, top_key, write_at};
+use crate::features::{Fields, Scanner};
 use crate::inference::{infer_with, BehaviourValues, DocError, ExplainPolicy};
 use crate::merge::Slot;
+use crate::normalize::{recognise, Source};
 use crate::route::Routes;
 
 /// The body to forward (as chunks, concatenated by the HTTP client) and where each item's
@@ -60,7 +62,7 @@ struct Failure {
 /// One entry after normalising and routing.
 struct Routed<'a> {
     entry: Entry,
-    doc: Option<Value>,
+    doc: Option<Parsed>,
     normalized: bool,
     models: Vec<&'a str>,
 }
@@ -78,6 +80,28 @@ pub struct Scoring<'a> {
     pub routes: &'a Routes,
     pub policy: ExplainPolicy,
     pub on_failure: ScoringFailure,
+    /// Reads index/create sources for the fields scoring reads and nothing else ([`reader`]);
+    /// `None`: sources are parsed whole.
+    pub scanner: Option<Scanner>,
+}
+
+/// The scanner for a bulk's sources: every path the routes' conditions, normalisation's
+/// recognition and the routed models (features, behavioural state, the top-level key of each
+/// result) read. It gives up on arrays on the way to a path (normalisation reads every element
+/// of those), and there is none when one path is a prefix of another: sources are then parsed
+/// whole.
+pub fn reader(registry: &ModelRegistry, routes: &Routes) -> Option<Scanner> {
+    let bundles: Vec<_> = routes
+        .iter()
+        .filter_map(|r| registry.get(&r.model))
+        .collect();
+    let mut paths: Vec<&str> = routes.paths().collect();
+    paths.extend(crate::normalize::RECOGNITION_PATHS);
+    for b in &bundles {
+        paths.extend(b.extractor.paths());
+        paths.push(top_key(&b.target_field));
+    }
+    Scanner::new(paths).map(Scanner::strict)
 }
 
 impl<'a> Scoring<'a> {
@@ -88,7 +112,18 @@ impl<'a> Scoring<'a> {
             routes: &config.routes,
             policy: config.scoring.explain,
             on_failure: config.bulk.on_scoring_failure,
+            scanner: reader(registry, &config.routes),
         }
+    }
+
+    /// Splits a bulk body into entries ([`crate::bulk::parse_with`]), its index/create sources
+    /// read with this scoring's scanner.
+    pub fn parse(
+        &self,
+        body: &Bytes,
+        default_index: Option<&str>,
+    ) -> Result<Vec<Entry>, BulkError> {
+        crate::bulk::parse_with(body, default_index, self.scanner.as_ref())
     }
 
     /// Routes, scores and re-serialises a bulk's entries. Every stage runs in parallel on the
@@ -119,7 +154,8 @@ impl<'a> Scoring<'a> {
             let indices: Vec<usize> = (0..items)
                 .filter(|&i| !routed[i].models.is_empty())
                 .collect();
-            let refs: Vec<&Value> = indices.iter().map(|&i| routed[i].parsed()).collect();
+            let docs: Vec<Doc> = indices.iter().map(|&i| self.fields(&routed[i])).collect();
+            let refs: Vec<&Doc> = docs.iter().collect();
             let bundle_refs: Vec<&crate::bundle::Bundle> =
                 bundles.iter().map(|b| b.as_ref()).collect();
             self.registry.observe(&refs, &bundle_refs).map(|values| {
@@ -183,6 +219,15 @@ impl<'a> Scoring<'a> {
         out
     }
 
+    /// A routed document read through [`Fields`].
+    fn fields<'d>(&'d self, routed: &'d Routed) -> Doc<'d> {
+        routed
+            .doc
+            .as_ref()
+            .expect("routed documents are read")
+            .fields(self.scanner.as_ref())
+    }
+
     /// Normalises an index/create document and finds the models that score it.
     fn route(&self, mut entry: Entry) -> Routed<'a> {
         let mut doc = match &mut entry {
@@ -191,18 +236,29 @@ impl<'a> Scoring<'a> {
             }
             _ => None,
         };
+        // A scanned event that normalisation recognises is parsed whole, to be normalised.
+        if let (Some(Parsed::Scanned(_)), Entry::Item(item)) = (&doc, &entry) {
+            let d = doc.as_ref().expect("matched").fields(self.scanner.as_ref());
+            if recognise(&d) != Source::Unchanged {
+                if let Some(whole) = item.source_line.as_deref().and_then(crate::bulk::object) {
+                    doc = Some(Parsed::Whole(Value::Object(whole)));
+                }
+            }
+        }
         // Identity-provider events onto the ECS fields models and rules read. A recognised event
         // missing its essentials is left as sent (and scored or not as it stands).
         let mut normalized = false;
-        if let Some(d) = doc.as_mut() {
+        if let Some(Parsed::Whole(d)) = doc.as_mut() {
             match crate::normalize::normalize(d) {
-                Ok(crate::normalize::Source::Unchanged) => {}
+                Ok(Source::Unchanged) => {}
                 Ok(_) => normalized = true,
                 Err(e) => tracing::debug!(error = %e, "event not normalised"),
             }
         }
         let models = match (&doc, &entry) {
-            (Some(d), Entry::Item(item)) => self.routes.models_for(&item.index, d),
+            (Some(d), Entry::Item(item)) => self
+                .routes
+                .models_for(&item.index, &d.fields(self.scanner.as_ref())),
             _ => Vec::new(),
         };
         Routed {
@@ -243,7 +299,8 @@ impl<'a> Scoring<'a> {
             .collect();
         jobs.into_par_iter()
             .flat_map_iter(|(offset, chunk)| {
-                let refs: Vec<&Value> = chunk.iter().map(|&i| routed[i].parsed()).collect();
+                let docs: Vec<Doc> = chunk.iter().map(|&i| self.fields(&routed[i])).collect();
+                let refs: Vec<&Doc> = docs.iter().collect();
                 let behaviour = context.map(|c| &c[offset..offset + chunk.len()]);
                 infer_with(&bundle, &refs, behaviour, self.policy)
                     .into_iter()
@@ -285,29 +342,38 @@ impl<'a> Scoring<'a> {
         };
         if outcomes.is_empty() {
             let source = match (normalized, &doc) {
-                (true, Some(d)) => Some(serialise(d)),
+                (true, Some(Parsed::Whole(d))) => Some(serialise(d)),
                 _ => item.source_line.clone(),
             };
             return forwarded(source, false, false);
         }
-        let Some(Value::Object(mut doc)) = doc else {
-            unreachable!("scored documents are objects")
-        };
+        let doc = doc.expect("scored documents are read");
         if outcomes.iter().all(|(_, o)| o.is_ok()) {
-            let line = if normalized {
-                Some(serialise(&doc))
-            } else {
-                item.source_line.clone()
+            let line = match (normalized, &doc) {
+                (true, Parsed::Whole(d)) => Some(serialise(d)),
+                _ => item.source_line.clone(),
             };
             let results = outcomes
                 .iter()
                 .filter_map(|(_, o)| o.as_ref().ok())
                 .map(|(target, json)| (target.as_str(), &json[..]));
-            let has_key = |key: &str| doc.contains_key(key);
+            let fields = doc.fields(self.scanner.as_ref());
+            let has_key = |key: &str| fields.has_key(key);
             if let Some(line) = line.and_then(|l| appended(&l, has_key, doc.is_empty(), results)) {
                 return forwarded(Some(Bytes::from(line)), true, false);
             }
         }
+        // The results go into the document itself: parsed whole if it was only scanned.
+        let whole = match doc {
+            Parsed::Whole(Value::Object(map)) => Some(map),
+            Parsed::Whole(_) => None,
+            Parsed::Scanned(_) => item.source_line.as_deref().and_then(crate::bulk::object),
+        };
+        let Some(mut doc) = whole else {
+            // Not reached: sources are checked to be objects, and what the scanner reads
+            // serde_json reads. Were it reached, the document still goes on as sent.
+            return forwarded(item.source_line.clone(), false, true);
+        };
         let mut failure: Option<Failure> = None;
         for (model, outcome) in outcomes {
             let written = outcome
@@ -347,12 +413,6 @@ impl<'a> Scoring<'a> {
         // A document that cannot even take the marker is forwarded as sent.
         let _ = write_at(&mut doc, crate::fields::VIGIL_ERROR, marker);
         forwarded(Some(serialise(&doc)), false, true)
-    }
-}
-
-impl Routed<'_> {
-    fn parsed(&self) -> &Value {
-        self.doc.as_ref().expect("routed documents are parsed")
     }
 }
 

@@ -14,7 +14,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::features::lookup;
+use crate::features::Fields;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,8 +124,15 @@ impl Routes {
         self.0.iter()
     }
 
+    /// Every dotted path the routes' conditions read.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|r| r.when.paths().iter().map(String::as_str))
+    }
+
     /// Models that score `doc` bound for `index`, in route order, without repeats.
-    pub fn models_for<'a>(&'a self, index: &str, doc: &Value) -> Vec<&'a str> {
+    pub fn models_for<'a, D: Fields + ?Sized>(&'a self, index: &str, doc: &D) -> Vec<&'a str> {
         let mut models: Vec<&str> = Vec::new();
         for r in &self.0 {
             if r.indices.iter().any(|p| glob(p, index))
@@ -140,13 +147,22 @@ impl Routes {
 }
 
 impl Condition {
-    fn matches(&self, doc: &Value) -> bool {
+    fn matches<D: Fields + ?Sized>(&self, doc: &D) -> bool {
         match self {
             Condition::Always => true,
-            Condition::Exists(fields) => fields.iter().any(|f| lookup(doc, f).is_some()),
+            Condition::Exists(fields) => fields.iter().any(|f| doc.first(f).is_some()),
             Condition::OneOf { field, values } => {
-                lookup(doc, field).is_some_and(|v| values.iter().any(|w| w == v))
+                doc.first(field).is_some_and(|v| values.contains(&v))
             }
+        }
+    }
+
+    /// The dotted paths this condition reads.
+    fn paths(&self) -> &[String] {
+        match self {
+            Condition::Always => &[],
+            Condition::Exists(fields) => fields,
+            Condition::OneOf { field, .. } => std::slice::from_ref(field),
         }
     }
 }

@@ -95,9 +95,9 @@ impl ModelRegistry {
 
     /// Computes the behavioural features `bundles` declare for `docs` (in event-time order) and
     /// records the documents' events, once per document. One map per document.
-    pub fn observe(
+    pub fn observe<D: crate::features::Fields + ?Sized>(
         &self,
-        docs: &[&serde_json::Value],
+        docs: &[&D],
         bundles: &[&Bundle],
     ) -> Option<Vec<crate::inference::BehaviourValues>> {
         let features: Vec<_> = bundles

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::lookup;
 use super::transform::timestamp;
-use super::{first_value, lookup_whole};
+use super::{first_value, lookup_whole, Fields};
 use crate::inference::BehaviourValues;
 
 /// The hasher of the state's per-document maps and of its cache, hashed several times per
@@ -95,6 +95,9 @@ pub struct BehaviourFeature {
     pub id_no: u32,
 }
 
+/// The event time every behavioural feature orders and windows documents by.
+pub const TIME_FIELD: &str = "@timestamp";
+
 /// A number per distinct stream or feature id, the same for the process's lifetime (so streams
 /// keep their histories across bundle reloads). Grows only with the distinct names the loaded
 /// manifests declare.
@@ -156,33 +159,47 @@ impl BehaviourFeature {
 }
 
 impl BehaviourFeature {
+    /// Every dotted path this feature reads from a document (besides [`TIME_FIELD`]): its
+    /// entity, its `when` field and its sources.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.entity.as_str())
+            .chain(self.when.iter().map(|w| w.field.as_str()))
+            .chain(self.sources.iter().map(String::as_str))
+    }
+
     /// The value (text form) and location this feature's stream records for `doc`.
     pub fn event_of(&self, doc: &Value) -> (Option<String>, Option<(f64, f64)>) {
-        let (value, location) = self.event_from(self.sources.iter().map(|p| lookup_whole(doc, p)));
+        let (value, location) = self.event_from(
+            self.sources
+                .iter()
+                .map(|p| lookup_whole(doc, p).map(Cow::Borrowed)),
+        );
         (value.map(Cow::into_owned), location)
     }
 
     /// As [`BehaviourFeature::event_of`], from what [`lookup_whole`] found at each source path.
     fn event_from<'d>(
         &self,
-        mut found: impl Iterator<Item = Option<&'d Value>>,
+        mut found: impl Iterator<Item = Option<Cow<'d, Value>>>,
     ) -> (Option<Cow<'d, str>>, Option<(f64, f64)>) {
         if self.kind == Kind::VelocityKmh {
             // A point may be a `[lon, lat]` array: read it whole.
             let source = found.find_map(|v| v);
-            (source.map(text), source.and_then(location))
+            let at = source.as_deref().and_then(location);
+            (source.as_ref().map(text_of), at)
         } else {
-            (found.find_map(|v| v.and_then(first_value)).map(text), None)
+            let first = found.find_map(|v| v.as_ref().and_then(first_of));
+            (first.as_ref().map(text_of), None)
         }
     }
 
     /// Whether this feature's stream records `doc` (its `when` filter).
     pub fn records(&self, doc: &Value) -> bool {
-        self.records_given(|field| lookup(doc, field))
+        self.records_given(|field| lookup(doc, field).map(Cow::Borrowed))
     }
 
     /// As [`BehaviourFeature::records`], reading the `when` field through `lookup`.
-    fn records_given<'d>(&self, lookup: impl FnOnce(&str) -> Option<&'d Value>) -> bool {
+    fn records_given<'d>(&self, lookup: impl FnOnce(&str) -> Option<Cow<'d, Value>>) -> bool {
         match &self.when {
             None => true,
             Some(w) => lookup(&w.field).is_some_and(|v| *v == w.equals),
@@ -572,9 +589,9 @@ impl BehaviourState {
     /// A document's features on a stream read only that stream's history for its entity, so the
     /// entities' histories are replayed in parallel on the current rayon pool, each in
     /// event-time order: the values are those of one pass over the documents in time order.
-    pub fn process(
+    pub fn process<D: Fields + ?Sized>(
         &self,
-        docs: &[&Value],
+        docs: &[&D],
         features: &[Arc<BehaviourFeature>],
         now: DateTime<Utc>,
     ) -> Vec<BehaviourValues> {
@@ -585,8 +602,8 @@ impl BehaviourState {
         let times: Vec<Option<i64>> = docs
             .iter()
             .map(|d| {
-                lookup(d, "@timestamp")
-                    .and_then(|v| timestamp(v).ok())
+                d.first(TIME_FIELD)
+                    .and_then(|v| timestamp(&v).ok())
                     .map(|t| t.timestamp_millis())
             })
             .collect();
@@ -634,11 +651,11 @@ impl BehaviourState {
 
     /// Document `i`'s events, per entity it names, on each stream it can be judged on. Every
     /// path the streams read is looked up once.
-    fn events_of<'d>(
+    fn events_of<'d, D: Fields + ?Sized>(
         &self,
         plan: &Plan,
         i: usize,
-        doc: &'d Value,
+        doc: &'d D,
         at: Option<i64>,
         now_ms: i64,
         tally: &Tally,
@@ -652,11 +669,11 @@ impl BehaviourState {
             return Vec::new();
         }
         // Each path whole (a `[lon, lat]` point stays an array); `first` reduces arrays.
-        let whole: Vec<Option<&Value>> = plan.paths.iter().map(|p| lookup_whole(doc, p)).collect();
-        let first = |p: usize| whole[p].and_then(first_value);
+        let whole: Vec<Option<Cow<'d, Value>>> = plan.paths.iter().map(|p| doc.whole(p)).collect();
+        let first = |p: usize| whole[p].as_ref().and_then(first_of);
         let mut out = Vec::with_capacity(plan.entities.len());
         for (n, (path, _, streams)) in plan.entities.iter().enumerate() {
-            let Some(entity) = first(*path).map(text) else {
+            let Some(entity) = first(*path).as_ref().map(text_of) else {
                 for _ in streams {
                     tally.count(SkipReason::NoEntity);
                 }
@@ -665,7 +682,8 @@ impl BehaviourState {
             let mut events = Vec::with_capacity(streams.len());
             for &k in streams {
                 let s = plan.streams[k];
-                let (value, location) = s.event_from(plan.sources[k].iter().map(|&p| whole[p]));
+                let (value, location) =
+                    s.event_from(plan.sources[k].iter().map(|&p| whole[p].clone()));
                 if s.kind == Kind::VelocityKmh && value.is_some() && location.is_none() {
                     tally.count(SkipReason::BadLocation);
                 }
@@ -950,6 +968,22 @@ fn text(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => Cow::Borrowed(s),
         other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// [`text`] of a value borrowed from a document or made for it (a scanned number).
+fn text_of<'d>(v: &Cow<'d, Value>) -> Cow<'d, str> {
+    match v {
+        Cow::Borrowed(v) => text(v),
+        Cow::Owned(v) => Cow::Owned(text(v).into_owned()),
+    }
+}
+
+/// [`first_value`] of a value borrowed from a document or made for it.
+fn first_of<'d>(v: &Cow<'d, Value>) -> Option<Cow<'d, Value>> {
+    match v {
+        Cow::Borrowed(v) => first_value(v).map(Cow::Borrowed),
+        Cow::Owned(v) => first_value(v).cloned().map(Cow::Owned),
     }
 }
 

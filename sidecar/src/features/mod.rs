@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use scan::{read_batch, BatchDoc, Scanned, Scanner, Slot};
-pub use source::{describe, first_value, lookup, lookup_whole};
+pub use scan::{read_batch, BatchDoc, Scanned, Scanner, Slot, View};
+pub use source::{describe, first_value, lookup, lookup_whole, Fields};
 pub use transform::{timestamp, url_part, Rejection, TextOp, TimeOp, Transform};
 
 use crate::bundle::manifest::{FeatureSpec, TransformSpec};
@@ -129,6 +129,20 @@ impl FeatureExtractor {
         self.features.iter().map(|f| f.name.as_str())
     }
 
+    /// Every dotted path extraction reads from a document, the behavioural state's included
+    /// (entities, `when` fields, sources and `@timestamp`).
+    pub fn paths(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = Vec::new();
+        for f in &self.features {
+            paths.extend(f.sources.iter().map(String::as_str));
+            if let Transform::Behaviour(b) = &f.transform {
+                paths.extend(b.paths());
+                paths.push(behaviour::TIME_FIELD);
+            }
+        }
+        paths
+    }
+
     /// The behavioural features this extractor reads from the entity state.
     pub fn behaviour_features(&self) -> Vec<Arc<behaviour::BehaviourFeature>> {
         self.features
@@ -148,16 +162,14 @@ impl FeatureExtractor {
 
     /// As [`FeatureExtractor::extract`], with behavioural values computed for this document by
     /// [`behaviour::BehaviourState::process`] (NaN = missing).
-    pub fn extract_with(
+    pub fn extract_with<D: Fields + ?Sized>(
         &self,
-        doc: &Value,
+        doc: &D,
         behaviour: Option<&crate::inference::BehaviourValues>,
         out: &mut [f32],
     ) -> Result<(), FeatureError> {
-        if !doc.is_object() {
-            return Err(FeatureError::NotAnObject {
-                found: describe(doc),
-            });
+        if let Some(found) = doc.not_object() {
+            return Err(FeatureError::NotAnObject { found });
         }
         debug_assert_eq!(out.len(), self.features.len());
         for (feature, slot) in self.features.iter().zip(out.iter_mut()) {
@@ -172,8 +184,8 @@ impl FeatureExtractor {
             let found = feature
                 .sources
                 .iter()
-                .find_map(|path| lookup(doc, path).map(|v| (path, v)));
-            *slot = feature.value(found)?;
+                .find_map(|path| doc.first(path).map(|v| (path, v)));
+            *slot = feature.value(found.as_ref().map(|(path, v)| (*path, &**v)))?;
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ use std::borrow::Cow;
 
 use serde_json::{Number, Value};
 
+use super::source::Fields;
+
 #[derive(Debug, Clone, Default)]
 struct Node {
     children: Vec<Child>,
@@ -69,6 +71,8 @@ fn prefix(key: &[u8]) -> u64 {
 pub struct Scanner {
     nodes: Vec<Node>,
     paths: Vec<String>,
+    /// Gives up on an array on the way to a path ([`Scanner::strict`]).
+    strict: bool,
 }
 
 /// What a scan found in one document.
@@ -130,6 +134,7 @@ impl Scanner {
         let mut s = Scanner {
             nodes: vec![Node::default()],
             paths: Vec::new(),
+            strict: false,
         };
         for path in paths {
             if s.paths.iter().any(|p| p == path) {
@@ -164,6 +169,22 @@ impl Scanner {
     /// The paths, in the order of [`Scanned::values`].
     pub fn paths(&self) -> &[String] {
         &self.paths
+    }
+
+    /// This scanner, giving up on any array on the way to a path (an array at a path's end is
+    /// kept whole). `lookup` reads such an array's first element but
+    /// [`rules::doc::first`](crate::rules::doc::first) reads every element, so only without
+    /// them does a [`View`] answer both ways as the parsed document does.
+    pub fn strict(mut self) -> Scanner {
+        self.strict = true;
+        self
+    }
+
+    /// The position of `path` among [`Scanner::paths`].
+    pub fn index_of(&self, path: &str) -> Option<usize> {
+        path.split('.')
+            .try_fold(0, |n, segment| self.child(n, segment))
+            .and_then(|n| self.nodes[n].path)
     }
 
     fn child(&self, n: usize, segment: &str) -> Option<usize> {
@@ -224,6 +245,55 @@ impl Scanner {
         };
         r.object(self, found, 0, Some(watched))?;
         Ok(std::mem::take(&mut found.scanned))
+    }
+}
+
+/// A scanned document read through [`Fields`]: what its parsed whole gives at each scanned path.
+/// Reading a path the scanner was not built with is a bug in the caller (debug builds panic;
+/// release builds read it as absent).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub scanner: &'a Scanner,
+    pub scanned: &'a Scanned,
+}
+
+impl<'a> View<'a> {
+    fn slot(&self, path: &str) -> Option<&'a Slot> {
+        let at = self.scanner.index_of(path);
+        debug_assert!(at.is_some(), "[{path}] is not among the scanned paths");
+        at.map(|i| &self.scanned.values[i])
+    }
+}
+
+impl Fields for View<'_> {
+    fn whole(&self, path: &str) -> Option<Cow<'_, Value>> {
+        self.slot(path)?.whole().filter(|v| !v.is_null())
+    }
+
+    fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
+        self.slot(path)?.first()
+    }
+
+    fn leaf(&self, path: &str) -> Option<Cow<'_, Value>> {
+        fn leaf(v: &Value) -> Option<&Value> {
+            match v {
+                Value::Null => None,
+                Value::Array(items) => items.iter().find_map(leaf),
+                other => Some(other),
+            }
+        }
+        match self.slot(path)?.whole()? {
+            Cow::Borrowed(v) => leaf(v).map(Cow::Borrowed),
+            Cow::Owned(v) => leaf(&v).cloned().map(Cow::Owned),
+        }
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        self.slot(key).is_some_and(|s| *s != Slot::Missing)
+    }
+
+    fn not_object(&self) -> Option<String> {
+        None
     }
 }
 
@@ -631,6 +701,7 @@ impl<'a> Reader<'a> {
     fn inner(&mut self, s: &Scanner, found: &mut Found, n: usize, in_array: bool) -> Step<()> {
         match self.peek() {
             Some(b'{') => self.object(s, found, n, None),
+            Some(b'[') if s.strict => Err(Stop::Ambiguous),
             Some(b'[') if !in_array => self.elements(|r, i| match i {
                 0 => r.inner(s, found, n, true),
                 _ => r.skip(),
@@ -707,6 +778,66 @@ mod tests {
         }
         // Duplicates of keys no path reads do not matter.
         assert!(agrees(r#"{"x": 1, "x": 2, "event": {"id": 3}}"#).is_some());
+    }
+
+    /// A strict scan read through [`View`] answers every [`Fields`] method as the parsed
+    /// document does, or gives up (arrays on the way to a path, where `rules::doc::first` reads
+    /// every element and `lookup` only the first).
+    #[test]
+    fn strict_views_read_as_the_parsed_document_or_give_up() {
+        let paths = [
+            "winlog.event_id",
+            "category",
+            "ml",
+            "event.outcome",
+            "a.b.c",
+        ];
+        let strict = Scanner::new(paths).unwrap().strict();
+        let lenient = Scanner::new(paths).unwrap();
+        assert_eq!(strict.index_of("category"), Some(1));
+        assert_eq!(strict.index_of("a.b.c"), Some(4));
+        assert_eq!(strict.index_of("a.b"), None);
+        assert_eq!(strict.index_of("event"), None);
+        for (doc, gives_up) in [
+            (r#"{"winlog": {"event_id": 4625}, "ml": null}"#, false),
+            (
+                r#"{"winlog.event_id": "4624", "category": ["", "SignInLogs"]}"#,
+                false,
+            ),
+            (
+                r#"{"category": [null, [3, "x"]], "event": {"outcome": []}}"#,
+                false,
+            ),
+            (
+                r#"{"a": {"b.c": {"d": 1}}, "ml.inference": 1, "other": [1]}"#,
+                false,
+            ),
+            (r#"{}"#, false),
+            (r#"{"winlog": [{"x": 1}, {"event_id": 4625}]}"#, true),
+            (r#"{"a": {"b": [{"c": 1}]}}"#, true),
+        ] {
+            assert!(lenient.scan(doc, "").is_some(), "{doc}");
+            let Some(scanned) = strict.scan(doc, "") else {
+                assert!(gives_up, "strict scan gave up on {doc}");
+                continue;
+            };
+            assert!(!gives_up, "strict scan read {doc}");
+            let parsed: Value = serde_json::from_str(doc).unwrap();
+            let view = View {
+                scanner: &strict,
+                scanned: &scanned,
+            };
+            for p in paths {
+                assert_eq!(view.whole(p), parsed.whole(p), "whole {p} in {doc}");
+                assert_eq!(view.first(p), parsed.first(p), "first {p} in {doc}");
+                assert_eq!(view.leaf(p), parsed.leaf(p), "leaf {p} in {doc}");
+            }
+            for key in ["ml", "category"] {
+                assert_eq!(view.has_key(key), parsed.has_key(key), "{key} in {doc}");
+            }
+            assert_eq!(scanned.empty, parsed.as_object().unwrap().is_empty());
+            assert_eq!(view.not_object(), None);
+        }
     }
 
     /// A number as the reader reads it, against serde_json (`float_roundtrip`): the same variant

@@ -3,7 +3,59 @@
 //! Elasticsearch treats `{"url":{"original":x}}`, `{"url.original":x}` and mixes of the two as the
 //! same field, so the lookup tries every split of the path into an existing key and a rest.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
+
+/// A document as the scoring stages read it (routing, normalisation's recognition, behavioural
+/// state, feature extraction): a parsed `Value`, or only the fields a [`Scanner`](super::Scanner)
+/// kept from its bytes ([`super::scan::View`]). Each stage reads only through these methods,
+/// so a scanned document gives what its parsed whole would give at every path that was scanned.
+pub trait Fields: Sync {
+    /// The value at `path` as [`lookup_whole`] finds it (`None` for `null`).
+    fn whole(&self, path: &str) -> Option<Cow<'_, Value>>;
+
+    /// The value at `path` as [`lookup`] finds it (an array's first element; `None` for `null`).
+    fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
+        match self.whole(path)? {
+            Cow::Borrowed(v) => first_value(v).map(Cow::Borrowed),
+            Cow::Owned(v) => first_value(&v).cloned().map(Cow::Owned),
+        }
+    }
+
+    /// The first value at `path` as [`crate::rules::doc::first`] finds it (every element of
+    /// every array on the way, nested arrays flattened, `null` skipped): how normalisation
+    /// recognises a vendor's event.
+    fn leaf(&self, path: &str) -> Option<Cow<'_, Value>>;
+
+    /// Whether the document has `key` as a top-level key (`null` value included).
+    fn has_key(&self, key: &str) -> bool;
+
+    /// `Some(description)` when the document is not a JSON object.
+    fn not_object(&self) -> Option<String>;
+}
+
+impl Fields for Value {
+    fn whole(&self, path: &str) -> Option<Cow<'_, Value>> {
+        lookup_whole(self, path).map(Cow::Borrowed)
+    }
+
+    fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
+        lookup(self, path).map(Cow::Borrowed)
+    }
+
+    fn leaf(&self, path: &str) -> Option<Cow<'_, Value>> {
+        crate::rules::doc::first(self, path).map(Cow::Borrowed)
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        self.as_object().is_some_and(|o| o.contains_key(key))
+    }
+
+    fn not_object(&self) -> Option<String> {
+        (!self.is_object()).then(|| describe(self))
+    }
+}
 
 /// The value at `path`, with arrays reduced to their first element. `None` when absent or `null`.
 pub fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::error::read_body;
 use super::{ApiError, AppState};
-use crate::bulk::{parse, BulkError};
+use crate::bulk::BulkError;
 use crate::forward::Upstream;
 use crate::merge::{filter_path, merge};
 use crate::rewrite::{Rewritten, Scoring};
@@ -141,14 +141,17 @@ async fn bulk_inner(
     let registry = state.registry.clone();
     let rewritten: Rewritten = state
         .on_cpu(move || -> Result<Rewritten, ApiError> {
-            let entries = parse(&body, index.as_deref()).map_err(|e| match e {
-                BulkError::Empty => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "action_request_validation_exception",
-                    format!("Validation Failed: 1: {e};"),
-                ),
-                BulkError::NoTrailingNewline => ApiError::bad_request(e.to_string()),
-            })?;
+            let scoring = Scoring::configured(&registry, &config);
+            let entries = scoring
+                .parse(&body, index.as_deref())
+                .map_err(|e| match e {
+                    BulkError::Empty => ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "action_request_validation_exception",
+                        format!("Validation Failed: 1: {e};"),
+                    ),
+                    BulkError::NoTrailingNewline => ApiError::bad_request(e.to_string()),
+                })?;
             if entries.len() > config.server.max_batch_docs {
                 return Err(ApiError::too_large(format!(
                     "a bulk of {} items exceeds the limit of {} (server.max_batch_docs); split it",
@@ -156,7 +159,7 @@ async fn bulk_inner(
                     config.server.max_batch_docs
                 )));
             }
-            Ok(Scoring::configured(&registry, &config).rewrite(entries))
+            Ok(scoring.rewrite(entries))
         })
         .await??;
     tracing::debug!(stats = ?rewritten.stats, "bulk rewritten");
@@ -273,9 +276,11 @@ pub async fn single_doc(
         let registry = state.registry.clone();
         let rewritten = state
             .on_cpu(move || -> Result<Rewritten, ApiError> {
-                let entries = parse(&Bytes::from(framed), Some(&index))
+                let scoring = Scoring::configured(&registry, &config);
+                let entries = scoring
+                    .parse(&Bytes::from(framed), Some(&index))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                Ok(Scoring::configured(&registry, &config).rewrite(entries))
+                Ok(scoring.rewrite(entries))
             })
             .await??;
         if let Some(crate::merge::Slot::Local(e)) = rewritten.slots.first() {
