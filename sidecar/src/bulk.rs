@@ -107,40 +107,34 @@ pub enum Doc<'a> {
     Scanned(View<'a>),
 }
 
+impl Doc<'_> {
+    fn reader(&self) -> &dyn Fields {
+        match self {
+            Doc::Whole(value) => *value,
+            Doc::Scanned(view) => view,
+        }
+    }
+}
+
 impl Fields for Doc<'_> {
     fn whole(&self, path: &str) -> Option<Cow<'_, Value>> {
-        match self {
-            Doc::Whole(v) => v.whole(path),
-            Doc::Scanned(v) => v.whole(path),
-        }
+        self.reader().whole(path)
     }
 
     fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
-        match self {
-            Doc::Whole(v) => v.first(path),
-            Doc::Scanned(v) => v.first(path),
-        }
+        self.reader().first(path)
     }
 
     fn leaf(&self, path: &str) -> Option<Cow<'_, Value>> {
-        match self {
-            Doc::Whole(v) => v.leaf(path),
-            Doc::Scanned(v) => v.leaf(path),
-        }
+        self.reader().leaf(path)
     }
 
     fn has_key(&self, key: &str) -> bool {
-        match self {
-            Doc::Whole(v) => v.has_key(key),
-            Doc::Scanned(v) => v.has_key(key),
-        }
+        self.reader().has_key(key)
     }
 
     fn not_object(&self) -> Option<String> {
-        match self {
-            Doc::Whole(v) => v.not_object(),
-            Doc::Scanned(v) => v.not_object(),
-        }
+        self.reader().not_object()
     }
 }
 

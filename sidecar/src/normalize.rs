@@ -90,20 +90,18 @@ pub fn recognise<D: Fields + ?Sized>(doc: &D) -> Source {
     if doc.not_object().is_some() {
         return Source::Unchanged;
     }
-    // As `s` reads a field: the first value, a non-empty string.
-    let text = |path: &str| {
+    // Whether the field's first value (read as `s` reads it) is one of `texts`.
+    let is = |path: &str, texts: &[&str]| {
         doc.leaf(path)
-            .and_then(|v| v.as_str().filter(|x| !x.is_empty()).map(str::to_string))
+            .is_some_and(|v| v.as_str().is_some_and(|x| texts.contains(&x)))
     };
     let present = |path: &str| doc.leaf(path).is_some();
     if doc.has_key("eventType") && doc.has_key("actor") {
         Source::Okta
-    } else if matches!(
-        text("category").as_deref(),
-        Some("SignInLogs" | "NonInteractiveUserSignInLogs")
-    ) || (present("userPrincipalName")
-        && present("createdDateTime")
-        && present("status.errorCode"))
+    } else if is("category", &["SignInLogs", "NonInteractiveUserSignInLogs"])
+        || (present("userPrincipalName")
+            && present("createdDateTime")
+            && present("status.errorCode"))
     {
         Source::Entra
     } else if matches!(
@@ -115,7 +113,7 @@ pub fn recognise<D: Fields + ?Sized>(doc: &D) -> Source {
         Source::Windows
     } else if ["process.name", "syslog.appname", "appname", "program"]
         .iter()
-        .any(|f| text(f).as_deref() == Some("sshd"))
+        .any(|f| is(f, &["sshd"]))
     {
         Source::Sshd
     } else {

@@ -237,9 +237,8 @@ impl<'a> Scoring<'a> {
             _ => None,
         };
         // A scanned event that normalisation recognises is parsed whole, to be normalised.
-        if let (Some(Parsed::Scanned(_)), Entry::Item(item)) = (&doc, &entry) {
-            let d = doc.as_ref().expect("matched").fields(self.scanner.as_ref());
-            if recognise(&d) != Source::Unchanged {
+        if let (Some(scanned @ Parsed::Scanned(_)), Entry::Item(item)) = (&doc, &entry) {
+            if recognise(&scanned.fields(self.scanner.as_ref())) != Source::Unchanged {
                 if let Some(whole) = item.source_line.as_deref().and_then(crate::bulk::object) {
                     doc = Some(Parsed::Whole(Value::Object(whole)));
                 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// A document as the scoring stages read it (routing, normalisation's recognition, behavioural
 /// state, feature extraction): a parsed `Value`, or only the fields a [`Scanner`](super::Scanner)
-/// kept from its bytes ([`super::scan::View`]). Each stage reads only through these methods,
+/// kept from its bytes ([`super::View`]). Each stage reads only through these methods,
 /// so a scanned document gives what its parsed whole would give at every path that was scanned.
 pub trait Fields: Sync {
     /// The value at `path` as [`lookup_whole`] finds it (`None` for `null`).
