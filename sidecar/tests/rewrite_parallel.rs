@@ -4,33 +4,20 @@
 //! on the events before it) in its own place, failed items where they were. And a scored
 //! document is forwarded as the caller wrote it, with its results appended.
 
-use std::path::PathBuf;
+mod common;
 
 use bytes::Bytes;
+use common::sample_lines;
 use serde_json::{json, Value};
-use vigil::bundle::ModelRegistry;
-use vigil::config::{Config, Overrides};
 use vigil::rewrite::{Scoring, Stats};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
-}
-
-fn lines(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(repo().join("models/samples").join(name)).expect("sample");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 /// Authentication events (login-risk, with behavioural state) and URLs (url-phishing)
 /// interleaved, with a malformed source, a delete and an update among them.
 fn body() -> Bytes {
-    let (auth, urls) = (lines("auth-events.ndjson"), lines("urls.ndjson"));
+    let (auth, urls) = (
+        sample_lines("auth-events.ndjson"),
+        sample_lines("urls.ndjson"),
+    );
     let mut out = String::new();
     for (i, event) in auth.iter().enumerate() {
         out.push_str("{\"index\":{\"_index\":\"logs-auth\"}}\n");
@@ -56,13 +43,7 @@ fn body() -> Bytes {
 /// The forwarded body, the answer slots and the counts, rewritten on a pool of `threads`, with a
 /// fresh registry (so the behavioural state starts empty).
 fn rewrite_on(threads: usize, body: &Bytes) -> (Vec<u8>, String, Stats) {
-    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
-    let registry = ModelRegistry::new(vec![repo().join("models")]);
-    let report = registry.reload();
-    assert!(
-        registry.get("login-risk").is_some() && registry.get("url-phishing").is_some(),
-        "the shipped models load: {report:?}"
-    );
+    let (config, registry) = common::shipped_defaults();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -113,7 +94,7 @@ fn several_threads_forward_exactly_what_one_thread_forwards() {
 /// into it instead, and one whose `ml` is not an object is forwarded with the error marker.
 #[test]
 fn scored_lines_keep_the_callers_bytes_and_existing_keys_are_merged() {
-    let event = lines("auth-events.ndjson").remove(0);
+    let event = sample_lines("auth-events.ndjson").remove(0);
     let parsed: Value = serde_json::from_str(&event).unwrap();
     // The same event as other clients write JSON: spaced out, a key escaped.
     let spaced = serde_json::to_string_pretty(&parsed)

@@ -7,28 +7,12 @@
 //! normalisation rewrites, dotted and escaped keys, arrays and duplicates on the way to a field
 //! (the scanner gives up on those), `null`s, wrong types, non-objects and invalid UTF-8.
 
-use std::path::PathBuf;
+mod common;
 
 use bytes::Bytes;
+use common::sample_lines;
 use vigil::bulk::{Entry, Item, Parsed};
-use vigil::bundle::ModelRegistry;
-use vigil::config::{Config, Overrides};
 use vigil::rewrite::{Scoring, Stats};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
-}
-
-fn lines(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(repo().join("models/samples").join(name)).expect("sample");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 const T: &str = "2026-05-01T11:58:00.000Z";
 
@@ -86,8 +70,8 @@ fn edge_cases() -> Vec<Vec<u8>> {
 /// the edge cases, a delete and an update.
 fn body() -> Bytes {
     let (auth, urls, edges) = (
-        lines("auth-events.ndjson"),
-        lines("urls.ndjson"),
+        sample_lines("auth-events.ndjson"),
+        sample_lines("urls.ndjson"),
         edge_cases(),
     );
     let mut out: Vec<u8> = Vec::new();
@@ -125,13 +109,7 @@ struct Run {
 /// The bulk through a fresh registry (empty behavioural state) on one thread, its sources
 /// scanned or parsed whole.
 fn run(body: &Bytes, scan: bool) -> Run {
-    let config = Config::load(None, &Overrides::default()).expect("embedded defaults");
-    let registry = ModelRegistry::new(vec![repo().join("models")]);
-    let report = registry.reload();
-    assert!(
-        registry.get("login-risk").is_some() && registry.get("url-phishing").is_some(),
-        "the shipped models load: {report:?}"
-    );
+    let (config, registry) = common::shipped_defaults();
     let mut scoring = Scoring::configured(&registry, &config);
     assert!(
         scoring.scanner.is_some(),
@@ -173,7 +151,7 @@ fn scanned_sources_forward_exactly_what_sources_parsed_whole_forward() {
     let body = body();
     let (whole, scanned) = (run(&body, false), run(&body, true));
     assert_eq!(whole.scanned, 0);
-    let auth = lines("auth-events.ndjson").len();
+    let auth = sample_lines("auth-events.ndjson").len();
     assert!(
         scanned.scanned >= auth,
         "the samples are scanned, not parsed: {} of at least {auth}",

@@ -3,6 +3,37 @@
 
 use std::path::{Path, PathBuf};
 
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// The non-blank lines of a shipped sample (`models/samples/<name>`).
+pub fn sample_lines(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("models/samples").join(name)).expect("sample");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The embedded default configuration and a fresh registry of the shipped models (so the
+/// behavioural state starts empty).
+pub fn shipped_defaults() -> (vigil::config::Config, vigil::bundle::ModelRegistry) {
+    let config = vigil::config::Config::load(None, &vigil::config::Overrides::default())
+        .expect("embedded defaults");
+    let registry = vigil::bundle::ModelRegistry::new(vec![repo().join("models")]);
+    let report = registry.reload();
+    assert!(
+        registry.get("login-risk").is_some() && registry.get("url-phishing").is_some(),
+        "the shipped models load: {report:?}"
+    );
+    (config, registry)
+}
+
 pub fn bundles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bundles")
 }
