@@ -32,9 +32,11 @@ fn bench(c: &mut Criterion) {
         "the default routes' fields can be scanned"
     );
     let no_routes = vigil::route::Routes::compile(&[]).expect("empty routes");
+    let no_models = vigil::rewrite::routed_models(&registry, &no_routes);
     let unrouted = Scoring {
         routes: &no_routes,
-        scanner: vigil::rewrite::reader(&registry, &no_routes),
+        scanner: vigil::rewrite::reader(&no_models, &no_routes),
+        models: no_models,
         ..Scoring::configured(&registry, &config)
     };
     let check = scoring.rewrite(scoring.parse(&body, None).expect("bulk"));

@@ -6,11 +6,11 @@
 //! that breaks the framing itself (no trailing newline, empty) fails the whole request, exactly
 //! as Elasticsearch does.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
-
-use std::borrow::Cow;
 
 use crate::features::{Fields, Scanned, Scanner, View};
 

@@ -8,6 +8,7 @@
 //! `vigil.error` marker; fail-closed answers it as a failed item in its place.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::bulk::{BulkError, Doc, Entry, ItemError, OpType, Parsed};
-use crate::bundle::ModelRegistry;
+use crate::bundle::{Bundle, ModelRegistry};
 use crate::config::ScoringFailure;
 use crate::enrich::{appended, top_key, write_at};
 use crate::features::{Fields, Scanner};
@@ -80,24 +81,31 @@ pub struct Scoring<'a> {
     pub routes: &'a Routes,
     pub policy: ExplainPolicy,
     pub on_failure: ScoringFailure,
+    /// The routed models as loaded when this scoring began ([`routed_models`]): a reload while
+    /// a bulk is scored does not change the models, nor the fields the scanner read for them.
+    pub models: BTreeMap<String, Arc<Bundle>>,
     /// Reads index/create sources for the fields scoring reads and nothing else ([`reader`]);
     /// `None`: sources are parsed whole.
     pub scanner: Option<Scanner>,
 }
 
+/// The loaded models the routes name, by name.
+pub fn routed_models(registry: &ModelRegistry, routes: &Routes) -> BTreeMap<String, Arc<Bundle>> {
+    routes
+        .iter()
+        .filter_map(|r| Some((r.model.clone(), registry.get(&r.model)?)))
+        .collect()
+}
+
 /// The scanner for a bulk's sources: every path the routes' conditions, normalisation's
-/// recognition and the routed models (features, behavioural state, the top-level key of each
+/// recognition and the routed `models` (features, behavioural state, the top-level key of each
 /// result) read. It gives up on arrays on the way to a path (normalisation reads every element
 /// of those), and there is none when one path is a prefix of another: sources are then parsed
 /// whole.
-pub fn reader(registry: &ModelRegistry, routes: &Routes) -> Option<Scanner> {
-    let bundles: Vec<_> = routes
-        .iter()
-        .filter_map(|r| registry.get(&r.model))
-        .collect();
+pub fn reader(models: &BTreeMap<String, Arc<Bundle>>, routes: &Routes) -> Option<Scanner> {
     let mut paths: Vec<&str> = routes.paths().collect();
     paths.extend(crate::normalize::RECOGNITION_PATHS);
-    for b in &bundles {
+    for b in models.values() {
         paths.extend(b.extractor.paths());
         paths.push(top_key(&b.target_field));
     }
@@ -107,12 +115,14 @@ pub fn reader(registry: &ModelRegistry, routes: &Routes) -> Option<Scanner> {
 impl<'a> Scoring<'a> {
     /// Scoring as the configuration sets it (routes, explanation policy, failure policy).
     pub fn configured(registry: &'a ModelRegistry, config: &'a crate::config::Config) -> Self {
+        let models = routed_models(registry, &config.routes);
         Scoring {
+            scanner: reader(&models, &config.routes),
+            models,
             registry,
             routes: &config.routes,
             policy: config.scoring.explain,
             on_failure: config.bulk.on_scoring_failure,
-            scanner: reader(registry, &config.routes),
         }
     }
 
@@ -149,7 +159,7 @@ impl<'a> Scoring<'a> {
         let mut observed: Option<Vec<Option<BehaviourValues>>> = {
             let bundles: Vec<_> = by_model
                 .keys()
-                .filter_map(|m| self.registry.get(m))
+                .filter_map(|m| self.models.get(*m))
                 .collect();
             let indices: Vec<usize> = (0..items)
                 .filter(|&i| !routed[i].models.is_empty())
@@ -276,7 +286,7 @@ impl<'a> Scoring<'a> {
         routed: &[Routed<'a>],
         context: Option<&[BehaviourValues]>,
     ) -> Vec<Result<(String, Bytes), DocError>> {
-        let Some(bundle) = self.registry.get(model) else {
+        let Some(bundle) = self.models.get(model) else {
             return indices
                 .iter()
                 .map(|_| {
@@ -301,12 +311,12 @@ impl<'a> Scoring<'a> {
                 let docs: Vec<Doc> = chunk.iter().map(|&i| self.fields(&routed[i])).collect();
                 let refs: Vec<&Doc> = docs.iter().collect();
                 let behaviour = context.map(|c| &c[offset..offset + chunk.len()]);
-                infer_with(&bundle, &refs, behaviour, self.policy)
+                infer_with(bundle, &refs, behaviour, self.policy)
                     .into_iter()
                     .map(|r| {
                         r.map(|r| {
                             let mut json = Vec::with_capacity(512);
-                            r.write_json(&bundle, &mut json);
+                            r.write_json(bundle, &mut json);
                             (bundle.target_field.clone(), Bytes::from(json))
                         })
                     })
