@@ -1,5 +1,7 @@
 //! Parsing a `_bulk` body: NDJSON lines become items, split over the request's `Bytes` without
 //! copying. Lines that will be forwarded untouched stay byte for byte as the caller sent them.
+//! Index/create sources are read once: with a scanner ([`parse_with`]) only for the fields
+//! scoring reads, else (and wherever the scanner gives up) parsed whole.
 //!
 //! Bad lines are per-item failures in their place (a value, not an abort): an unparsable action
 //! line, an unknown action, a source line that is not a JSON object, a missing index. Only a body

@@ -136,9 +136,10 @@ impl<'a> Scoring<'a> {
         crate::bulk::parse_with(body, default_index, self.scanner.as_ref())
     }
 
-    /// Routes, scores and re-serialises a bulk's entries. Every stage runs in parallel on the
-    /// current rayon pool (the behavioural state one history at a time, in event-time order),
-    /// so one large bulk uses every idle scoring thread.
+    /// Routes, scores and re-serialises a bulk's entries, as [`Scoring::parse`] (with this
+    /// scoring's scanner) or [`crate::bulk::parse`] (sources parsed whole) split them. Every
+    /// stage runs in parallel on the current rayon pool (the behavioural state one history at a
+    /// time, in event-time order), so one large bulk uses every idle scoring thread.
     pub fn rewrite(&self, entries: Vec<Entry>) -> Rewritten {
         let items = entries.len();
         let mut routed: Vec<Routed<'a>> = entries

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::lookup;
+use super::source::within;
 use super::transform::timestamp;
 use super::{first_value, lookup_whole, Fields};
 use crate::inference::BehaviourValues;
@@ -981,10 +982,7 @@ fn text_of<'d>(v: &Cow<'d, Value>) -> Cow<'d, str> {
 
 /// [`first_value`] of a value borrowed from a document or made for it.
 fn first_of<'d>(v: &Cow<'d, Value>) -> Option<Cow<'d, Value>> {
-    match v {
-        Cow::Borrowed(v) => first_value(v).map(Cow::Borrowed),
-        Cow::Owned(v) => first_value(v).cloned().map(Cow::Owned),
-    }
+    within(v, first_value)
 }
 
 /// `{lat, lon}`, `"lat,lon"` or `[lon, lat]`; `None` when absent or absurd.

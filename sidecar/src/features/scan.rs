@@ -30,7 +30,7 @@ use std::borrow::Cow;
 
 use serde_json::{Number, Value};
 
-use super::source::Fields;
+use super::source::{within, Fields};
 
 #[derive(Debug, Clone, Default)]
 struct Node {
@@ -282,10 +282,7 @@ impl Fields for View<'_> {
                 other => Some(other),
             }
         }
-        match self.slot(path)?.whole()? {
-            Cow::Borrowed(v) => leaf(v).map(Cow::Borrowed),
-            Cow::Owned(v) => leaf(&v).cloned().map(Cow::Owned),
-        }
+        within(&self.slot(path)?.whole()?, leaf)
     }
 
     fn has_key(&self, key: &str) -> bool {

@@ -17,10 +17,7 @@ pub trait Fields: Sync {
 
     /// The value at `path` as [`lookup`] finds it (an array's first element; `None` for `null`).
     fn first(&self, path: &str) -> Option<Cow<'_, Value>> {
-        match self.whole(path)? {
-            Cow::Borrowed(v) => first_value(v).map(Cow::Borrowed),
-            Cow::Owned(v) => first_value(&v).cloned().map(Cow::Owned),
-        }
+        within(&self.whole(path)?, first_value)
     }
 
     /// The first value at `path` as [`crate::rules::doc::first`] finds it (every element of
@@ -33,6 +30,18 @@ pub trait Fields: Sync {
 
     /// `Some(description)` when the document is not a JSON object.
     fn not_object(&self) -> Option<String>;
+}
+
+/// The part `part` picks of a value borrowed from a document (still borrowed from it) or made
+/// for it (a scanned number: then owned).
+pub fn within<'d>(
+    value: &Cow<'d, Value>,
+    part: impl for<'v> Fn(&'v Value) -> Option<&'v Value>,
+) -> Option<Cow<'d, Value>> {
+    match value {
+        Cow::Borrowed(v) => part(v).map(Cow::Borrowed),
+        Cow::Owned(v) => part(v).cloned().map(Cow::Owned),
+    }
 }
 
 impl Fields for Value {
