@@ -16,10 +16,9 @@ ES_URL=$(tests/elasticsearch/start)
 export VIGIL_TEST_ES_URL=$ES_URL
 trap 'tests/elasticsearch/stop >/dev/null 2>&1 || true; tests/elasticsearch/stop --secure >/dev/null 2>&1 || true' EXIT
 echo "using $ES_URL"
-# The TLS tests (sidecar/tests/ops.rs) forward through a node with security and HTTPS that asks
-# for client certificates (and refuses untrusted ones), so Vigil's client certificate is checked.
-VIGIL_ES_EXTRA_SETTINGS='xpack.security.http.ssl.client_authentication: optional' \
-  tests/elasticsearch/start --secure >/dev/null
+# The TLS tests (sidecar/tests/ops.rs) forward through the secure node, which asks for client
+# certificates (and refuses untrusted ones), so Vigil's client certificate is checked.
+tests/elasticsearch/start --secure >/dev/null
 export VIGIL_TEST_ES_SECURE_ENV=/tmp/vigil-es-${VIGIL_ES_SECURE_PORT:-9201}/env
 echo "secure node: $(grep '^ES_URL=' "$VIGIL_TEST_ES_SECURE_ENV")"
 

@@ -4,8 +4,8 @@
 //!
 //! The secure tests read the env file `tests/elasticsearch/start --secure` writes
 //! (`VIGIL_TEST_ES_SECURE_ENV`, default `/tmp/vigil-es-9201/env`) and fail when it is missing.
-//! The node must ask for client certificates, as `tests/run-all.sh` starts it:
-//! `VIGIL_ES_EXTRA_SETTINGS='xpack.security.http.ssl.client_authentication: optional'`.
+//! The secure mode asks for client certificates
+//! (`xpack.security.http.ssl.client_authentication: optional`), as the TLS tests need.
 
 mod common;
 
