@@ -59,10 +59,12 @@ pub async fn score(
     let started = std::time::Instant::now();
     let results_only = params.results_only;
     let registry = state.registry.clone();
-    // Parsing, scoring and writing the answer all run on the scoring pool; each document's
-    // bytes are echoed with its result appended, not parsed and serialised again.
+    let short = short(&bundle, policy, bytes.len());
+    // Parsing, scoring and writing the answer run on the scoring pool, or here when the work is
+    // short; each document's bytes are echoed with its result appended, not parsed and
+    // serialised again.
     let answer = state
-        .on_cpu(move || -> Result<bytes::Bytes, ApiError> {
+        .on_cpu_unless_short(short, move || -> Result<bytes::Bytes, ApiError> {
             let scanner = bundle.extractor.scanner();
             // UTF-8 checked 16-64 bytes at a time (std's check took 1-2% of a scoring request's CPU).
             let batch = simdutf8::basic::from_utf8(&bytes)
@@ -112,6 +114,21 @@ pub async fn score(
         answer,
     )
         .into_response())
+}
+
+/// The largest body [`short`] work can have: 128 KiB, about 175 documents of the benchmark's 32
+/// numbers each, read and scored in a third of a millisecond.
+const SHORT_BODY: usize = 128 * 1024;
+
+/// Whether scoring this request is short enough to run on the async worker that received it: a
+/// body of at most [`SHORT_BODY`] bytes, scored by Vigil's tree evaluator (a few microseconds a
+/// document) without explanations (TreeSHAP costs up to a tenth of a millisecond a document) and
+/// without behavioural state (which may spread its work over the pool).
+fn short(bundle: &Bundle, policy: ExplainPolicy, body: usize) -> bool {
+    body <= SHORT_BODY
+        && policy == ExplainPolicy::Never
+        && matches!(bundle.engine, crate::score::Engine::Tree(_))
+        && bundle.extractor.behaviour_features().is_empty()
 }
 
 /// The head of a scoring answer, `{"took":…,"model_id":…,"model_version":…,"errors":…,"docs":[`.
@@ -469,5 +486,32 @@ impl Batch<'_> {
             .map_err(|e| json!({"type": "document_parsing_exception", "reason": e.to_string()}))?;
         serde_json::to_writer(out, &map).expect("JSON values serialise");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(dir: &str) -> Arc<Bundle> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        crate::bundle::load(&root.join(dir)).expect("bundle loads")
+    }
+
+    #[test]
+    fn only_small_tree_batches_without_explanations_or_state_are_short() {
+        let trees = bundle("sidecar/tests/bundles/bench_xgb");
+        assert!(short(&trees, ExplainPolicy::Never, 73_156));
+        assert!(short(&trees, ExplainPolicy::Never, SHORT_BODY));
+        assert!(!short(&trees, ExplainPolicy::Never, SHORT_BODY + 1));
+        assert!(!short(&trees, ExplainPolicy::All, 1_000));
+        assert!(!short(&trees, ExplainPolicy::AboveMinScore, 1_000));
+        // A graph tract runs: its cost is not bounded by anything Vigil knows.
+        let mlp = bundle("sidecar/tests/bundles/mlp_binary");
+        assert!(!short(&mlp, ExplainPolicy::Never, 1_000));
+        // Behavioural state: the login model.
+        let logins = bundle("models/login-risk");
+        assert!(matches!(logins.engine, crate::score::Engine::Tree(_)));
+        assert!(!short(&logins, ExplainPolicy::Never, 1_000));
     }
 }
