@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{es_client, JsonReply};
+use common::{es_client, repo, JsonReply};
 use serde_json::{json, Value};
 use vigil::features::behaviour::{BehaviourFeature, BehaviourState};
 use vigil::features::warm::{self, WarmSettings};
@@ -17,10 +16,6 @@ use vigil::inference::{infer_with, BehaviourValues, ExplainPolicy};
 
 /// Events of the sample indexed before the "restart"; the rest come after it.
 const HISTORY: usize = 1200;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
 
 fn sample() -> Vec<Value> {
     std::fs::read_to_string(repo().join("models/samples/auth-events.ndjson"))

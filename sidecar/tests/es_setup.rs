@@ -41,13 +41,9 @@ fn unique_prefix(tag: &str) -> String {
     format!("t{}-{tag}-{:x}-", std::process::id(), nanos % 0xffff_ffff)
 }
 
-fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The shipped Elasticsearch assets with every name and pattern under `prefix`.
 fn prefixed_assets(prefix: &str) -> Vec<Asset> {
-    let mut assets = setup::load(&repo_root()).expect("shipped assets load");
+    let mut assets = setup::load(&repo()).expect("shipped assets load");
     assets.retain(|a| !matches!(a.kind, Kind::KibanaRules | Kind::KibanaSavedObjects));
     for a in &mut assets {
         a.name = format!("{prefix}{}", a.name);

@@ -2,18 +2,15 @@
 //! examples, mappings covering every field Vigil writes, Kibana NDJSON structure, and the
 //! normalisation pipelines staying in step with `vigil::normalize`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use vigil::rules::{load_dir, RuleDefaults};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::repo;
 
 fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap())

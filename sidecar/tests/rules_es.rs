@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use chrono::{DateTime, TimeDelta, Utc};
 use elasticsearch::http::Method;
 use serde_json::{json, Value};
@@ -18,12 +16,7 @@ use vigil::rules::eval::Window;
 use vigil::rules::scheduler::{Engine, EngineSettings};
 use vigil::rules::{load_dir, Rule, RuleDefaults};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use common::repo;
 
 async fn es() -> Es {
     let url = common::es_url();

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::*;
 use serde_json::{json, Map, Value};
 use vigil::bundle::{golden, load, Bundle};
@@ -127,10 +125,6 @@ fn check(bundle: &Bundle, docs: &[Value], seed: u64) -> (usize, usize) {
         }
     }
     (scanned, gave_up)
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 #[test]
