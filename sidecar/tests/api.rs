@@ -225,7 +225,9 @@ async fn lists_and_reloads_models() {
 
 #[tokio::test]
 async fn kserve_v2_metadata_readiness_and_inference() {
-    let app = app("").await;
+    // Readiness includes Elasticsearch behind the drop-in endpoint: the test node's.
+    let es = require_es().await;
+    let app = app(&format!("[elasticsearch]\nurl = \"{es}\"\n")).await;
     let live = reqwest::get(app.url("/v2/health/live")).await.unwrap();
     assert_eq!(live.status(), 200);
     let ready = reqwest::get(app.url("/v2/health/ready")).await.unwrap();
