@@ -44,7 +44,11 @@ they map (ECS fields as keywords, `ml.inference.*` typed), as a deployment would
 index is dynamically mapped (every string as text plus keyword) in both paths.
 
 Nothing is pinned: Elasticsearch, Vigil, null_es and wrk share the 2 cores, as they would on one
-machine. The CPU each process used during a case is printed so a saturated one is visible.
+machine. The CPU each process used during a case is printed so a saturated one is visible;
+Elasticsearch's too during the ceiling case, which does not use it. Before each ceiling case the
+script waits (up to --idle-wait seconds) until Elasticsearch uses less than a tenth of a core,
+as it keeps working for a while after the previous round's index was written and deleted;
+--idle-wait 0 measures the ceiling without waiting, as sessions up to 13 did.
 """
 
 from __future__ import annotations
@@ -210,6 +214,21 @@ def es_pid(es_url: str) -> int | None:
         return None
 
 
+def wait_idle(pid: int | None, limit: float) -> tuple[float, float]:
+    """Waits until pid (with its threads and children) used under 0.1 core over a second, at most
+    `limit` seconds: how long it waited, and the last second's use."""
+    started, used = time.perf_counter(), 0.0
+    if pid is None or limit <= 0:
+        return 0.0, used
+    while time.perf_counter() - started < limit:
+        c0 = tree_cpu_seconds(pid)
+        time.sleep(1.0)
+        used = tree_cpu_seconds(pid) - c0
+        if used < 0.1:
+            break
+    return time.perf_counter() - started, used
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--es-url", default="http://127.0.0.1:9270")
@@ -222,6 +241,8 @@ def main() -> int:
     ap.add_argument("--null-port", type=int, default=9290)
     ap.add_argument("--vigil-null-port", type=int, default=9282)
     ap.add_argument("--vigil-es-port", type=int, default=9283)
+    ap.add_argument("--idle-wait", type=float, default=60,
+                    help="seconds to wait at most for Elasticsearch to go idle before each ceiling case")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeat", action="store_true",
                     help="send the same bulk every time (duplicates the state skips) instead of fresh events")
@@ -319,7 +340,11 @@ def main() -> int:
         lat: dict[str, list] = {"es_direct": [], "vigil_es": [], "es_enriched": []}
         for rnd in range(args.rounds):
             for name, url, srv, procs in cases:
-                pids = [p.proc.pid for p in procs] + ([pid] if pid and name != "vigil_null" else [])
+                pids = [p.proc.pid for p in procs] + ([pid] if pid else [])
+                if name == "vigil_null":
+                    waited, used = wait_idle(pid, args.idle_wait)
+                    log(f"[bench] round {rnd + 1}: waited {waited:.0f} s for Elasticsearch to go idle "
+                        f"(last second {used:.2f} cores)")
                 wrk(url, lua, args.warmup, args.connections, srv)
                 c0, t0 = [tree_cpu_seconds(p) for p in pids], time.perf_counter()
                 res = wrk(url, lua, args.seconds, args.connections, srv)
