@@ -47,8 +47,13 @@ Nothing is pinned: Elasticsearch, Vigil, null_es and wrk share the 2 cores, as t
 machine. The CPU each process used during a case is printed so a saturated one is visible;
 Elasticsearch's too during the ceiling case, which does not use it. Before each ceiling case the
 script waits (up to --idle-wait seconds) until Elasticsearch uses less than a tenth of a core,
-as it keeps working for a while after the previous round's index was written and deleted;
---idle-wait 0 measures the ceiling without waiting, as sessions up to 13 did.
+so that nothing it still does after the previous round is counted against Vigil's ceiling
+(measured in session 14: it was idle within a second); --idle-wait 0 does not wait.
+
+Events must stay behind the machine's clock: the behavioural state skips events stamped more
+than 5 minutes ahead of it as clock skew, and a run over skipped events measures a state that
+computes nothing. The samples are from February 2026 and request k is shifted by
+floor(k / 32) x 3 hours, so request numbers up to a few tens of thousands stay in the past.
 """
 
 from __future__ import annotations
