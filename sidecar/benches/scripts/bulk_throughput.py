@@ -219,6 +219,18 @@ def es_pid(es_url: str) -> int | None:
         return None
 
 
+def skipped_events(vigil_url: str) -> dict[str, float]:
+    """Events the behavioural state skipped, by reason, from a Vigil's `/metrics`."""
+    with urllib.request.urlopen(f"{vigil_url}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    skipped: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'vigil_behaviour_skipped_total\{reason="([^"]+)"\} (\S+)$', line)
+        if m:
+            skipped[m.group(1)] = skipped.get(m.group(1), 0.0) + float(m.group(2))
+    return skipped
+
+
 def wait_idle(pid: int | None, limit: float) -> tuple[float, float]:
     """Waits until pid (with its threads and children) used under 0.1 core over a second, at most
     `limit` seconds: how long it waited, and the last second's use."""
@@ -371,6 +383,13 @@ def main() -> int:
                 log(f"[bench] round {rnd + 1} latency {name}, 1 connection: p50 {res['p50_ms']:.1f} ms, "
                     f"p99 {res['p99_ms']:.1f} ms ({res['rps'] * args.docs:,.0f} docs/s)")
                 es("DELETE", f"{esu}/{INDEX}")
+        # Events ahead of the clock are skipped by the behavioural state, which then computes
+        # nothing: a run over them does not measure Vigil's work.
+        for port in (args.vigil_null_port, args.vigil_es_port):
+            skipped = skipped_events(f"http://127.0.0.1:{port}")
+            log(f"[bench] Vigil on {port}: events the behavioural state skipped {skipped}")
+            if skipped.get("clock_skew", 0) > 0:
+                raise SystemExit("events were stamped ahead of the clock (clock_skew); not a valid run")
     finally:
         for s in servers:
             s.stop()
