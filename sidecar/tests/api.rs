@@ -62,6 +62,51 @@ async fn scores_a_batch_in_order_with_per_document_errors() {
     assert_eq!(docs[2]["doc"]["event"]["id"], "c");
 }
 
+/// A small batch for a tree model without explanations is scored on the async worker that read
+/// it; one of more than 256 documents, or one the fast reader refuses, on the scoring pool. All
+/// three answer alike: the same result for the same document, per-document errors in place, and
+/// serde_json's precise error for a broken body.
+#[tokio::test]
+async fn short_and_pooled_scoring_answer_alike() {
+    let app = TestApp::spawn(&config_for(&[&bundle("xgb_binary")], "")).await;
+    let docs: Vec<Value> = (0..300)
+        .map(|i| match i {
+            7 => json!({"n": i, "features": {"f2": "not a number"}}),
+            _ => json!({"n": i, "features": {"f0": i as f64 * 0.01, "f3": -(i as f64) / 7.0}}),
+        })
+        .collect();
+    let url = "/_vigil/score/xgb_binary?explain=never";
+    let (s, pooled) = post(&app, url, json!({ "docs": docs }).to_string()).await;
+    assert_eq!(s, 200, "{pooled}");
+    let (s, short) = post(&app, url, json!({ "docs": docs[..100] }).to_string()).await;
+    assert_eq!(s, 200, "{short}");
+    // Duplicate keys make the fast reader give up on a document: it is parsed whole, still here.
+    let (s, dup) = post(
+        &app,
+        url,
+        r#"[{"n": 0, "n": 0, "features": {"f0": 0.0, "f3": -0.0}}]"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{dup}");
+    let (pooled, short) = (
+        pooled["docs"].as_array().unwrap(),
+        short["docs"].as_array().unwrap(),
+    );
+    assert_eq!((pooled.len(), short.len()), (300, 100));
+    assert_eq!(&pooled[..100], &short[..]);
+    assert_eq!(
+        short[7]["error"]["type"], "feature_extraction_exception",
+        "{}",
+        short[7]
+    );
+    assert!(short[8]["doc"]["ml"]["inference"]["xgb_binary"]["prediction_probability"].is_f64());
+    assert_eq!(pooled[299]["doc"]["n"], 299);
+    assert_eq!(dup["docs"][0]["doc"]["ml"], short[0]["doc"]["ml"], "{dup}");
+    let (s, b) = post(&app, url, "{\"docs\": [{}, 1,]}").await;
+    assert_es_error(&b, s, "x_content_parse_exception", "line 1");
+    assert_eq!(s, 400);
+}
+
 /// Documents come back as sent with the result appended; read back, each equals the parsed
 /// document with the result written at the target (what the API answered before it echoed bytes),
 /// whichever way it was read: scanned, parsed whole (duplicate keys), or merged into an `ml`

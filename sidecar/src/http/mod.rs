@@ -84,23 +84,6 @@ impl AppState {
         self.run_permitted(permit, work).await
     }
 
-    /// Runs CPU-bound work here, on the async worker that received the request, when `short`
-    /// says it is bounded to a fraction of a millisecond; on the scoring pool otherwise. Handing
-    /// such work to the pool and back costs two thread wake-ups, which on a busy 2-core machine
-    /// took about a fifth of the CPU of a 100-document scoring request. A panic in the work is
-    /// the caller's 500 either way.
-    pub async fn on_cpu_unless_short<T: Send + 'static>(
-        &self,
-        short: bool,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        if short {
-            caught(work)
-        } else {
-            self.on_cpu(work).await
-        }
-    }
-
     /// Runs CPU-bound work on the scoring pool with a permit already taken (held until the
     /// work is done).
     pub async fn run_permitted<T: Send + 'static>(
@@ -122,8 +105,9 @@ impl AppState {
     }
 }
 
-/// Runs `work`, a panic in it turned into a 500.
-fn caught<T>(work: impl FnOnce() -> T) -> Result<T, ApiError> {
+/// Runs `work`, a panic in it turned into a 500: for work run on the async worker itself
+/// (short scoring, [`score::score`]) as for work on the pool.
+pub(crate) fn caught<T>(work: impl FnOnce() -> T) -> Result<T, ApiError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
         ApiError::internal(format!("scoring task failed: {}", panic_message(&*panic)))
     })
@@ -245,10 +229,8 @@ mod tests {
             "{failed:?}"
         );
         // Short work runs where the request is, and its panic is a 500 too.
-        let failed = state
-            .on_cpu_unless_short(true, || -> usize { panic!("boom in short work") })
-            .await
-            .expect_err("a panic is an error");
+        let failed =
+            caught(|| -> usize { panic!("boom in short work") }).expect_err("a panic is an error");
         assert_eq!(failed.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         assert!(failed.reason.contains("boom in short work"), "{failed:?}");
         // The permit came back and the threads still run jobs, nested parallel ones too.

@@ -19,7 +19,7 @@ use super::{ApiError, AppState};
 use crate::bundle::Bundle;
 use crate::bundle::ModelRegistry;
 use crate::enrich::{append_into, top_key, write_at, write_str};
-use crate::features::{read_batch, Scanned};
+use crate::features::{read_batch, BatchDoc, Scanned};
 use crate::inference::{infer_extracted, BehaviourValues, ExplainPolicy, InferenceResult};
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,60 +55,37 @@ pub async fn score(
         }
     };
     let bytes = read_body(body, state.config.server.max_body_bytes).await?;
-    let limit = state.config.server.max_batch_docs;
-    let started = std::time::Instant::now();
-    let results_only = params.results_only;
-    let registry = state.registry.clone();
-    let short = short(&bundle, policy, bytes.len());
+    let request = Request {
+        registry: state.registry.clone(),
+        bundle,
+        model,
+        policy,
+        results_only: params.results_only,
+        limit: state.config.server.max_batch_docs,
+        started: std::time::Instant::now(),
+    };
     // Parsing, scoring and writing the answer run on the scoring pool, or here when the work is
-    // short; each document's bytes are echoed with its result appended, not parsed and
-    // serialised again.
-    let answer = state
-        .on_cpu_unless_short(short, move || -> Result<bytes::Bytes, ApiError> {
-            let scanner = bundle.extractor.scanner();
-            // UTF-8 checked 16-64 bytes at a time (std's check took 1-2% of a scoring request's CPU).
-            let batch = simdutf8::basic::from_utf8(&bytes)
-                .ok()
-                .and_then(|body| read_batch(scanner, body, watched(&bundle), limit));
-            // The answer is written in one buffer: room for its head (written last, when `took`
-            // and `errors` are known, right before the documents), then each document echoed
-            // with its result (a result of a few hundred bytes each).
-            let head_room = Head::room(&bundle, &model);
-            let mut out = Vec::with_capacity(head_room + bytes.len() * 2 + 4096);
-            out.resize(head_room, b' ');
-            let scoring = Batch {
-                registry: &registry,
-                bundle: &bundle,
-                policy,
-                results_only,
-                framed: true,
-            };
-            let answers = match batch {
-                Some(batch) => {
-                    let (texts, reads): (Vec<&str>, Vec<Read>) = batch
-                        .into_iter()
-                        .map(|doc| (doc.text, read(doc.scanned, doc.text)))
-                        .unzip();
-                    scoring.score(&texts, reads, &mut out)
-                }
-                // Not the usual shape, or not valid: serde_json reads it and says why.
-                None => {
-                    let docs = parse_docs(&bytes, limit)?;
-                    let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
-                    scoring.score_texts(&docs, &mut out)
-                }
-            };
-            out.extend_from_slice(b"]}");
-            let head = Head {
-                took: started.elapsed().as_millis() as u64,
-                errors: answers.iter().any(Result::is_err),
-            }
-            .write(&bundle, &model);
-            let start = head_room - head.len();
-            out[start..head_room].copy_from_slice(&head);
-            Ok(bytes::Bytes::from(out).slice(start..))
-        })
-        .await??;
+    // short: the body is read here and, if it holds at most SHORT_DOCS documents, scored here.
+    // Each document's bytes are echoed with its result appended, not parsed and serialised again.
+    let here = if short(&request.bundle, policy, bytes.len()) {
+        super::caught(|| match request.read(&bytes) {
+            Some(batch) if batch.len() <= SHORT_DOCS => Some(request.answer(&bytes, Some(batch))),
+            _ => None,
+        })?
+    } else {
+        None
+    };
+    let answer = match here {
+        Some(answer) => answer?,
+        None => {
+            state
+                .on_cpu(move || {
+                    let batch = request.read(&bytes);
+                    request.answer(&bytes, batch)
+                })
+                .await??
+        }
+    };
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         answer,
@@ -116,14 +93,94 @@ pub async fn score(
         .into_response())
 }
 
+/// A scoring request, its body read.
+struct Request {
+    registry: Arc<ModelRegistry>,
+    bundle: Arc<Bundle>,
+    model: String,
+    policy: ExplainPolicy,
+    results_only: bool,
+    /// `server.max_batch_docs`.
+    limit: usize,
+    started: std::time::Instant,
+}
+
+impl Request {
+    /// The body's documents and the fields the bundle reads, in one pass (`None`: not the usual
+    /// shape, or not valid; [`Request::answer`] then has serde_json read it and say why).
+    fn read<'b>(&self, body: &'b [u8]) -> Option<Vec<BatchDoc<'b>>> {
+        // UTF-8 checked 16-64 bytes at a time (std's check took 1-2% of a scoring request's CPU).
+        simdutf8::basic::from_utf8(body).ok().and_then(|body| {
+            read_batch(
+                self.bundle.extractor.scanner(),
+                body,
+                watched(&self.bundle),
+                self.limit,
+            )
+        })
+    }
+
+    /// Scores the documents [`Request::read`] found in `bytes` and writes the answer.
+    fn answer(
+        &self,
+        bytes: &[u8],
+        batch: Option<Vec<BatchDoc<'_>>>,
+    ) -> Result<bytes::Bytes, ApiError> {
+        let bundle = &self.bundle;
+        // The answer is written in one buffer: room for its head (written last, when `took`
+        // and `errors` are known, right before the documents), then each document echoed
+        // with its result (a result of a few hundred bytes each).
+        let head_room = Head::room(bundle, &self.model);
+        let mut out = Vec::with_capacity(head_room + bytes.len() * 2 + 4096);
+        out.resize(head_room, b' ');
+        let scoring = Batch {
+            registry: &self.registry,
+            bundle,
+            policy: self.policy,
+            results_only: self.results_only,
+            framed: true,
+        };
+        let answers = match batch {
+            Some(batch) => {
+                let (texts, reads): (Vec<&str>, Vec<Read>) = batch
+                    .into_iter()
+                    .map(|doc| (doc.text, read(doc.scanned, doc.text)))
+                    .unzip();
+                scoring.score(&texts, reads, &mut out)
+            }
+            // Not the usual shape, or not valid: serde_json reads it and says why.
+            None => {
+                let docs = parse_docs(bytes, self.limit)?;
+                let docs: Vec<&str> = docs.iter().map(|d| d.get()).collect();
+                scoring.score_texts(&docs, &mut out)
+            }
+        };
+        out.extend_from_slice(b"]}");
+        let head = Head {
+            took: self.started.elapsed().as_millis() as u64,
+            errors: answers.iter().any(Result::is_err),
+        }
+        .write(bundle, &self.model);
+        let start = head_room - head.len();
+        out[start..head_room].copy_from_slice(&head);
+        Ok(bytes::Bytes::from(out).slice(start..))
+    }
+}
+
+/// The most documents [`short`] work scores on the async worker: each costs a microsecond or
+/// two however small it is (a row through every tree, a result written), so a body of many tiny
+/// documents goes to the pool.
+const SHORT_DOCS: usize = 256;
+
 /// The largest body [`short`] work can have: 128 KiB, about 175 documents of the benchmark's 32
 /// numbers each, read and scored in a third of a millisecond.
 const SHORT_BODY: usize = 128 * 1024;
 
-/// Whether scoring this request is short enough to run on the async worker that received it: a
-/// body of at most [`SHORT_BODY`] bytes, scored by Vigil's tree evaluator (a few microseconds a
-/// document) without explanations (TreeSHAP costs up to a tenth of a millisecond a document) and
-/// without behavioural state (which may spread its work over the pool).
+/// Whether scoring this request may be short enough to run on the async worker that received it
+/// (it is, if the body holds at most [`SHORT_DOCS`] documents): a body of at most [`SHORT_BODY`]
+/// bytes, scored by Vigil's tree evaluator (a few microseconds a document) without explanations
+/// (TreeSHAP costs up to a tenth of a millisecond a document) and without behavioural state
+/// (which may spread its work over the pool).
 fn short(bundle: &Bundle, policy: ExplainPolicy, body: usize) -> bool {
     body <= SHORT_BODY
         && policy == ExplainPolicy::Never
