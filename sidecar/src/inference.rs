@@ -86,10 +86,7 @@ pub fn infer(
     infer_with(bundle, docs, None, policy)
 }
 
-/// Behavioural values per document (from [`crate::features::behaviour::BehaviourState::process`]).
-/// Behavioural feature id → value for one document (foldhash: these maps are built per document).
-pub type BehaviourValues =
-    std::collections::HashMap<std::sync::Arc<str>, f32, foldhash::fast::RandomState>;
+pub use crate::features::behaviour::BehaviourValues;
 
 /// Scores `docs` with `bundle`, reading behavioural features from `behaviour` (one map per document).
 pub fn infer_with<D: crate::features::Fields + ?Sized>(

@@ -23,7 +23,6 @@ use super::lookup;
 use super::source::within;
 use super::transform::timestamp;
 use super::{first_value, lookup_whole, Fields};
-use crate::inference::BehaviourValues;
 
 /// The hasher of the state's per-document maps and of its cache, hashed several times per
 /// event: foldhash, seeded randomly per process (so entity values chosen by a sender cannot be
@@ -457,6 +456,46 @@ fn holds(history: &[Record], at: i64, key: u64, value: Option<&str>) -> bool {
         .any(|r| r.key == key && r.value.as_deref() == value)
 }
 
+/// One document's behavioural values, from [`BehaviourState::process`]: the value of each
+/// feature the batch computed (NaN = missing), by feature number ([`BehaviourFeature::id_no`]).
+///
+/// The numbers are shared by the batch's documents. A map of feature ids per document cost an
+/// allocation, an atomic increment per feature (on counters every scoring thread shares) and a
+/// hash of a long id per lookup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BehaviourValues {
+    ids: Arc<[u32]>,
+    values: Vec<f32>,
+}
+
+impl BehaviourValues {
+    /// The value of feature number `id_no` (NaN = missing), `None` if it was not computed.
+    pub fn get(&self, id_no: u32) -> Option<f32> {
+        let i = self.ids.iter().position(|&n| n == id_no)?;
+        Some(self.values[i])
+    }
+
+    /// (feature number, value) of every feature computed.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
+        self.ids.iter().copied().zip(self.values.iter().copied())
+    }
+}
+
+/// Reads a value by feature id (tests and tools; scoring reads by number).
+impl std::ops::Index<&Arc<str>> for BehaviourValues {
+    type Output = f32;
+
+    fn index(&self, id: &Arc<str>) -> &f32 {
+        let n = name_number(id);
+        let i = self
+            .ids
+            .iter()
+            .position(|&k| k == n)
+            .unwrap_or_else(|| panic!("behavioural feature {id} was not computed"));
+        &self.values[i]
+    }
+}
+
 /// What one `process` call reads, worked out once from the models' features: the distinct
 /// features and streams, the entity paths, and every dotted path the streams read (each looked
 /// up once per document).
@@ -636,16 +675,15 @@ impl BehaviourState {
         self.skipped.add(&tally);
         // Whatever a document does not get (no timestamp, no entity, too late, a duplicate) is
         // missing.
-        let missing: BehaviourValues = plan
-            .distinct
-            .iter()
-            .map(|f| (f.id.clone(), f32::NAN))
+        let ids: Arc<[u32]> = plan.distinct.iter().map(|f| f.id_no).collect();
+        let mut values: Vec<BehaviourValues> = (0..docs.len())
+            .map(|_| BehaviourValues {
+                ids: ids.clone(),
+                values: vec![f32::NAN; ids.len()],
+            })
             .collect();
-        let mut values = vec![missing; docs.len()];
         for (doc, feature, value) in computed {
-            *values[doc]
-                .get_mut(&*plan.distinct[feature].id)
-                .expect("every feature starts missing") = value;
+            values[doc].values[feature] = value;
         }
         values
     }
@@ -722,8 +760,9 @@ impl BehaviourState {
         // record (a success for a failures stream) read an empty history.
         let shared = if events.iter().any(|e| e.records) {
             Some(
+                // By reference: the key is cloned only when the entity is new.
                 self.entities
-                    .get_with(key.clone(), || Arc::new(Mutex::new(Entity::default()))),
+                    .get_with_by_ref(&key, || Arc::new(Mutex::new(Entity::default()))),
             )
         } else {
             self.entities.get(&key)

@@ -174,10 +174,7 @@ impl FeatureExtractor {
         debug_assert_eq!(out.len(), self.features.len());
         for (feature, slot) in self.features.iter().zip(out.iter_mut()) {
             if let Transform::Behaviour(b) = &feature.transform {
-                let v = behaviour
-                    .and_then(|m| m.get(&b.id))
-                    .copied()
-                    .unwrap_or(f32::NAN);
+                let v = behaviour.and_then(|m| m.get(b.id_no)).unwrap_or(f32::NAN);
                 *slot = if v.is_nan() { feature.missing } else { v };
                 continue;
             }
