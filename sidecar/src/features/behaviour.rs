@@ -31,6 +31,10 @@ type FastHash = foldhash::fast::RandomState;
 
 /// At most this many recorded events per entity and stream (the oldest go first).
 pub const MAX_EVENTS_PER_ENTITY: usize = 1024;
+/// Records beyond [`MAX_EVENTS_PER_ENTITY`] are kept (unseen, [`newest`]) until this many have
+/// gathered, then dropped together: dropping the oldest record of a full history for each event
+/// moved the whole history, 64 KiB, every time.
+const DROP_SLACK: usize = MAX_EVENTS_PER_ENTITY / 8;
 /// Events stamped further ahead of the wall clock are clock skew.
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Events older than the entity's newest recorded event by more than this come too late.
@@ -446,6 +450,29 @@ fn between(history: &[Record], from: i64, to: i64) -> &[Record] {
     &history[lo..hi.max(lo)]
 }
 
+/// The records a stream's features see: its newest [`MAX_EVENTS_PER_ENTITY`]. Older ones are
+/// waiting to be dropped (`DROP_SLACK`).
+fn newest(records: &[Record]) -> &[Record] {
+    &records[records.len().saturating_sub(MAX_EVENTS_PER_ENTITY)..]
+}
+
+/// Records `record` in `history` in time order (after records of the same time). Once the
+/// history holds `DROP_SLACK` records beyond the bound, the oldest are dropped down to it; the
+/// records [`newest`] sees are those of dropping the oldest after every insert. A full history's
+/// allocation grows by the slack only, not by doubling.
+fn insert(history: &mut Vec<Record>, record: Record) {
+    // Dropping before the insert keeps the newest `MAX_EVENTS_PER_ENTITY` and the new record,
+    // which include the newest `MAX_EVENTS_PER_ENTITY` after it.
+    if history.len() >= MAX_EVENTS_PER_ENTITY + DROP_SLACK {
+        history.drain(..history.len() - MAX_EVENTS_PER_ENTITY);
+    }
+    if history.len() == history.capacity() && history.len() >= MAX_EVENTS_PER_ENTITY {
+        history.reserve_exact(MAX_EVENTS_PER_ENTITY + DROP_SLACK - history.len());
+    }
+    let pos = history.partition_point(|r| r.at <= record.at);
+    history.insert(pos, record);
+}
+
 /// Whether `history` holds an event at `at` with `value` (whose key is `key`).
 fn holds(history: &[Record], at: i64, key: u64, value: Option<&str>) -> bool {
     if history.last().is_none_or(|r| r.at < at) {
@@ -776,7 +803,7 @@ impl BehaviourState {
             let stream = plan.streams[e.stream];
             let entity: &Entity = guard.as_deref().unwrap_or(&empty);
             let history: &[Record] = match entity.find(stream.stream_no) {
-                Some(h) => &entity.streams[h].records,
+                Some(h) => newest(&entity.streams[h].records),
                 None => {
                     self.misses.fetch_add(1, Ordering::Relaxed);
                     &[]
@@ -806,10 +833,8 @@ impl BehaviourState {
             let Some(entity) = guard.as_deref_mut().filter(|_| e.records) else {
                 continue;
             };
-            let history = entity.stream_mut(stream.stream_no);
-            let pos = history.partition_point(|r| r.at <= e.at);
-            history.insert(
-                pos,
+            insert(
+                entity.stream_mut(stream.stream_no),
                 Record {
                     at: e.at,
                     value: e.value.map(Cow::into_owned),
@@ -817,10 +842,6 @@ impl BehaviourState {
                     key: e.key,
                 },
             );
-            if history.len() > MAX_EVENTS_PER_ENTITY {
-                let excess = history.len() - MAX_EVENTS_PER_ENTITY;
-                history.drain(..excess);
-            }
         }
         let grew = guard.as_ref().is_some_and(|e| e.slots() != slots);
         drop(guard);
@@ -893,6 +914,9 @@ impl BehaviourState {
         {
             let mut e = shared.lock().unwrap_or_else(|e| e.into_inner());
             let h = e.stream_mut(name_number(stream));
+            // What features see, without the records waiting to be dropped.
+            let waiting = h.len().saturating_sub(MAX_EVENTS_PER_ENTITY);
+            h.drain(..waiting);
             for (at, value, location) in &seed.recent {
                 let vkey = self.key_of(value.as_deref());
                 if holds(h, *at, vkey, value.as_deref()) {
@@ -947,6 +971,8 @@ impl BehaviourState {
                 let excess = h.len() - MAX_EVENTS_PER_ENTITY;
                 h.drain(..excess);
             }
+            // Stand-ins may have grown the allocation past what live inserts keep.
+            h.shrink_to(MAX_EVENTS_PER_ENTITY + DROP_SLACK);
         }
         // Re-insert so the weigher sees the new size.
         self.entities.insert(key, shared);
@@ -1421,6 +1447,73 @@ mod tests {
             2,
             "the snapshot agrees"
         );
+    }
+
+    #[test]
+    fn features_see_the_newest_records_up_to_the_bound_before_and_after_a_drop() {
+        let state = BehaviourState::new(1 << 30, Duration::from_secs(3600));
+        let window = Some(1 << 30);
+        let count = feature(Kind::Count, "user.name", "user.name", window, None);
+        let new_country = feature(
+            Kind::FirstSeen,
+            "user.name",
+            "source.geo.country_iso_code",
+            window,
+            None,
+        );
+        let pairs = feature(
+            Kind::PairCount,
+            "user.name",
+            "source.geo.country_iso_code",
+            window,
+            None,
+        );
+        let features = [count.clone(), new_country.clone(), pairs.clone()];
+        // More events than the bound and its slack, so records wait unseen and are dropped.
+        let total = MAX_EVENTS_PER_ENTITY + DROP_SLACK + 300;
+        let again = [1100, 1102];
+        let country = |k: usize| {
+            if k < 5 || again.contains(&k) {
+                "OLD".to_string()
+            } else {
+                format!("c{}", k % 7)
+            }
+        };
+        let docs: Vec<Value> = (0..total)
+            .map(|k| json!({"@timestamp": at(k as i64), "user": {"name": "a"}, "source": {"geo": {"country_iso_code": country(k)}}}))
+            .collect();
+        let mut values = Vec::new();
+        for batch in docs.chunks(100) {
+            let refs: Vec<&Value> = batch.iter().collect();
+            values.extend(state.process(&refs, &features, now()));
+        }
+        for (k, v) in values.iter().enumerate() {
+            // The oracle: the events before k that the bound keeps.
+            let seen: Vec<String> = (k.saturating_sub(MAX_EVENTS_PER_ENTITY)..k)
+                .map(country)
+                .collect();
+            let c = country(k);
+            let same = seen.iter().filter(|s| **s == c).count();
+            assert_eq!(v[&count.id], seen.len() as f32, "count at {k}");
+            assert_eq!(v[&pairs.id], same as f32, "pairs at {k}");
+            assert_eq!(
+                v[&new_country.id],
+                f32::from(u8::from(same == 0)),
+                "new at {k}"
+            );
+        }
+        // OLD at 1100 no longer sees the first five (records still held, waiting to be
+        // dropped); at 1102 it sees 1100.
+        assert_eq!(values[1100][&new_country.id], 1.0);
+        assert_eq!(values[1102][&new_country.id], 0.0);
+        let h = state
+            .entities
+            .get(&(Arc::from("user.name"), "a".to_string()))
+            .unwrap();
+        let entity = h.lock().unwrap();
+        let records = &entity.streams[0].records;
+        assert!(records.len() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
+        assert!(records.capacity() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
     }
 
     #[test]
