@@ -318,8 +318,67 @@ struct Entity {
 struct Stream {
     /// `BehaviourFeature::stream_no`.
     no: u32,
-    /// Sorted by time, at most `MAX_EVENTS_PER_ENTITY`.
+    /// Sorted by time. Features see the newest `MAX_EVENTS_PER_ENTITY` ([`newest`]); up to
+    /// `DROP_SLACK` older ones wait to be dropped.
     records: Vec<Record>,
+    /// How many of the records features see carry each value key. Kept once a feature that
+    /// compares values (first seen, pair and distinct counts) reads the stream: such a feature
+    /// then corrects this tally of the whole history by the records outside its window, instead
+    /// of scanning the window (most of a busy entity's 1,024 records, for every event). `None`
+    /// until then, and after a merge (built again on the next read).
+    counts: Option<KeyCounts>,
+}
+
+/// Records per value key (see [`Stream::counts`]); keys are already hashes, foldhash mixes them
+/// in one multiplication.
+type KeyCounts = HashMap<u64, u32, FastHash>;
+
+impl Stream {
+    fn new(no: u32) -> Self {
+        Stream {
+            no,
+            records: Vec::new(),
+            counts: None,
+        }
+    }
+
+    /// Builds `counts` from the records features see, unless it is kept already.
+    fn count(&mut self) {
+        if self.counts.is_none() {
+            let mut counts = KeyCounts::default();
+            for r in newest(&self.records) {
+                *counts.entry(r.key).or_default() += 1;
+            }
+            self.counts = Some(counts);
+        }
+    }
+
+    /// Records `record` ([`insert`]), keeping `counts` equal to a count of [`newest`].
+    fn record(&mut self, record: Record) {
+        let key = record.key;
+        let pos = insert(&mut self.records, record);
+        let Some(counts) = self.counts.as_mut() else {
+            return;
+        };
+        let len = self.records.len();
+        if len <= MAX_EVENTS_PER_ENTITY {
+            *counts.entry(key).or_default() += 1;
+            return;
+        }
+        // The first record features see. A record inserted before it is older than all of them
+        // and changes nothing; otherwise it comes into view and the one before it leaves.
+        let first = len - MAX_EVENTS_PER_ENTITY;
+        if pos >= first {
+            *counts.entry(key).or_default() += 1;
+            let left = self.records[first - 1].key;
+            if let std::collections::hash_map::Entry::Occupied(mut n) = counts.entry(left) {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
+        }
+    }
 }
 
 impl Entity {
@@ -329,22 +388,20 @@ impl Entity {
     }
 
     /// The history of stream `no`, created empty when the entity has none yet.
-    fn stream_mut(&mut self, no: u32) -> &mut Vec<Record> {
+    fn stream_mut(&mut self, no: u32) -> &mut Stream {
         let i = self.find(no).unwrap_or_else(|| {
-            self.streams.push(Stream {
-                no,
-                records: Vec::new(),
-            });
+            self.streams.push(Stream::new(no));
             self.streams.len() - 1
         });
-        &mut self.streams[i].records
+        &mut self.streams[i]
     }
 
-    /// Record slots allocated across the streams (a change means the weigher must look again).
+    /// Record and count slots allocated across the streams (a change means the weigher must
+    /// look again).
     fn slots(&self) -> usize {
         self.streams
             .iter()
-            .map(|s| s.records.capacity())
+            .map(|s| s.records.capacity() + s.counts.as_ref().map_or(0, HashMap::capacity))
             .sum::<usize>()
             + self.streams.len()
     }
@@ -406,13 +463,14 @@ const MIN_ALLOCATION: usize = 32;
 fn weigh(key: &EntityKey, entity: &Shared) -> u32 {
     let streams: usize = entity
         .lock()
-        .map(|e| e.streams.iter().map(|s| stream_bytes(&s.records)).sum())
+        .map(|e| e.streams.iter().map(stream_bytes).sum())
         .unwrap_or(0);
     let bytes = ENTRY_OVERHEAD + key.1.capacity().max(MIN_ALLOCATION) + streams;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-fn stream_bytes(records: &Vec<Record>) -> usize {
+fn stream_bytes(stream: &Stream) -> usize {
+    let records = &stream.records;
     let values: usize = records
         .iter()
         .map(|r| {
@@ -427,15 +485,25 @@ fn stream_bytes(records: &Vec<Record>) -> usize {
     } else {
         values.div_ceil(records.len()) * slots
     };
-    STREAM_OVERHEAD + slots * std::mem::size_of::<Record>() + projected_values
+    // A hash table slot holds a (key, count) pair and a control byte.
+    let counts = stream.counts.as_ref().map_or(0, |c| {
+        c.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+    });
+    STREAM_OVERHEAD + slots * std::mem::size_of::<Record>() + projected_values + counts
 }
 
 /// The records of `history` in `[from, to]` (times in milliseconds; records are kept sorted).
 /// Events mostly arrive in time order and windows often reach past the oldest record, so the
 /// ends are checked before searching.
 fn between(history: &[Record], from: i64, to: i64) -> &[Record] {
+    let (lo, hi) = bounds(history, from, to);
+    &history[lo..hi]
+}
+
+/// [`between`] as the range of indices it takes.
+fn bounds(history: &[Record], from: i64, to: i64) -> (usize, usize) {
     let (Some(first), Some(last)) = (history.first(), history.last()) else {
-        return history;
+        return (0, 0);
     };
     let lo = if first.at >= from {
         0
@@ -447,7 +515,7 @@ fn between(history: &[Record], from: i64, to: i64) -> &[Record] {
     } else {
         history.partition_point(|r| r.at <= to)
     };
-    &history[lo..hi.max(lo)]
+    (lo, hi.max(lo))
 }
 
 /// The records a stream's features see: its newest [`MAX_EVENTS_PER_ENTITY`]. Older ones are
@@ -459,8 +527,8 @@ fn newest(records: &[Record]) -> &[Record] {
 /// Records `record` in `history` in time order (after records of the same time). Once the
 /// history holds `DROP_SLACK` records beyond the bound, the oldest are dropped down to it; the
 /// records [`newest`] sees are those of dropping the oldest after every insert. A full history's
-/// allocation grows by the slack only, not by doubling.
-fn insert(history: &mut Vec<Record>, record: Record) {
+/// allocation grows by the slack only, not by doubling. Returns where the record went.
+fn insert(history: &mut Vec<Record>, record: Record) -> usize {
     // Dropping before the insert keeps the newest `MAX_EVENTS_PER_ENTITY` and the new record,
     // which include the newest `MAX_EVENTS_PER_ENTITY` after it.
     if history.len() >= MAX_EVENTS_PER_ENTITY + DROP_SLACK {
@@ -471,6 +539,7 @@ fn insert(history: &mut Vec<Record>, record: Record) {
     }
     let pos = history.partition_point(|r| r.at <= record.at);
     history.insert(pos, record);
+    pos
 }
 
 /// Whether `history` holds an event at `at` with `value` (whose key is `key`).
@@ -531,6 +600,8 @@ struct Plan<'f> {
     streams: Vec<&'f Arc<BehaviourFeature>>,
     /// Each stream's features, as indices into `distinct`.
     read_by: Vec<Vec<usize>>,
+    /// Per stream: whether a feature compares values on it ([`Stream::counts`]).
+    counted: Vec<bool>,
     /// Distinct dotted paths (entities, sources, `when` fields).
     paths: Vec<&'f str>,
     /// Distinct entity paths: (index into `paths`, key part, streams of that entity).
@@ -561,6 +632,17 @@ impl<'f> Plan<'f> {
                     .filter(|&k| distinct[k].stream_no == s.stream_no)
                     .collect()
             })
+            .collect::<Vec<Vec<usize>>>();
+        let counted = read_by
+            .iter()
+            .map(|fs| {
+                fs.iter().any(|&f| {
+                    matches!(
+                        distinct[f].kind,
+                        Kind::FirstSeen | Kind::PairCount | Kind::DistinctCount
+                    )
+                })
+            })
             .collect();
         let mut paths: Vec<&str> = Vec::new();
         let mut path = |p: &'f str| match paths.iter().position(|q| *q == p) {
@@ -585,6 +667,7 @@ impl<'f> Plan<'f> {
             distinct,
             streams,
             read_by,
+            counted,
             paths,
             entities,
             sources,
@@ -801,12 +884,22 @@ impl BehaviourState {
         let slots = guard.as_ref().map_or(0, |e| e.slots());
         for e in events {
             let stream = plan.streams[e.stream];
+            if plan.counted[e.stream] {
+                if let Some(entity) = guard.as_deref_mut() {
+                    if let Some(h) = entity.find(stream.stream_no) {
+                        entity.streams[h].count();
+                    }
+                }
+            }
             let entity: &Entity = guard.as_deref().unwrap_or(&empty);
-            let history: &[Record] = match entity.find(stream.stream_no) {
-                Some(h) => newest(&entity.streams[h].records),
+            let (history, counts): (&[Record], _) = match entity.find(stream.stream_no) {
+                Some(h) => (
+                    newest(&entity.streams[h].records),
+                    entity.streams[h].counts.as_ref(),
+                ),
                 None => {
                     self.misses.fetch_add(1, Ordering::Relaxed);
-                    &[]
+                    (&[], None)
                 }
             };
             if let Some(newest) = history.last() {
@@ -823,6 +916,7 @@ impl BehaviourState {
                 let v = compute(
                     plan.distinct[f],
                     history,
+                    counts,
                     e.at,
                     e.value.as_deref(),
                     e.key,
@@ -833,15 +927,12 @@ impl BehaviourState {
             let Some(entity) = guard.as_deref_mut().filter(|_| e.records) else {
                 continue;
             };
-            insert(
-                entity.stream_mut(stream.stream_no),
-                Record {
-                    at: e.at,
-                    value: e.value.map(Cow::into_owned),
-                    location: e.location,
-                    key: e.key,
-                },
-            );
+            entity.stream_mut(stream.stream_no).record(Record {
+                at: e.at,
+                value: e.value.map(Cow::into_owned),
+                location: e.location,
+                key: e.key,
+            });
         }
         let grew = guard.as_ref().is_some_and(|e| e.slots() != slots);
         drop(guard);
@@ -913,7 +1004,10 @@ impl BehaviourState {
         let mut merged = Merged::default();
         {
             let mut e = shared.lock().unwrap_or_else(|e| e.into_inner());
-            let h = e.stream_mut(name_number(stream));
+            let st = e.stream_mut(name_number(stream));
+            // The merge inserts and drops records in bulk: the tally is built again when read.
+            st.counts = None;
+            let h = &mut st.records;
             // What features see, without the records waiting to be dropped.
             let waiting = h.len().saturating_sub(MAX_EVENTS_PER_ENTITY);
             h.drain(..waiting);
@@ -983,16 +1077,33 @@ impl BehaviourState {
 fn compute(
     f: &BehaviourFeature,
     history: &[Record],
+    counts: Option<&KeyCounts>,
     at: i64,
     value: Option<&str>,
     key: u64,
     location: Option<(f64, f64)>,
 ) -> f32 {
-    let window = between(history, at - f.window_ms, at);
+    let (lo, hi) = bounds(history, at - f.window_ms, at);
+    let window = &history[lo..hi];
+    // When fewer records lie outside the window than in it, value comparisons read the stream's
+    // tally ([`Stream::counts`]) less those records, instead of scanning the window.
+    let outside = || history[..lo].iter().chain(&history[hi..]);
+    let tally = counts.filter(|_| history.len() - window.len() < window.len());
+    let held = |c: &KeyCounts| {
+        let (all, out) = (
+            c.get(&key).map_or(0, |&n| n as usize),
+            outside().filter(|r| r.key == key).count(),
+        );
+        debug_assert!(out <= all, "the tally counts every record features see");
+        all.saturating_sub(out)
+    };
     match f.kind {
-        // Newest first: a known value is usually seen recently.
         Kind::FirstSeen => match value {
             None => f32::NAN,
+            // No record with the value's key: new (equal values have equal keys). Otherwise
+            // the value itself is looked for, newest first (a known value is usually seen
+            // recently), so that a colliding key cannot hide a new value.
+            Some(_) if tally.is_some_and(|c| held(c) == 0) => 1.0,
             Some(v) => f32::from(u8::from(
                 !window
                     .iter()
@@ -1002,16 +1113,27 @@ fn compute(
         },
         Kind::Count => window.len() as f32,
         Kind::DistinctCount => {
-            let mut seen: Vec<u64> = window.iter().map(|r| r.key).filter(|&k| k != 0).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            seen.len() as f32
+            let Some(c) = tally else {
+                let mut seen: Vec<u64> = window.iter().map(|r| r.key).filter(|&k| k != 0).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                return seen.len() as f32;
+            };
+            // Every key of the history, less those all of whose records lie outside.
+            let mut out: Vec<u64> = outside().map(|r| r.key).filter(|&k| k != 0).collect();
+            out.sort_unstable();
+            let gone = out
+                .chunk_by(|a, b| a == b)
+                .filter(|run| c.get(&run[0]).is_some_and(|&n| n as usize == run.len()))
+                .count();
+            (c.len() - usize::from(c.contains_key(&0)) - gone) as f32
         }
         // Counted by key: comparing the strings of every match (most of a busy user's window)
         // was a third of the scan.
-        Kind::PairCount => match value {
-            None => f32::NAN,
-            Some(_) => window.iter().filter(|r| r.key == key).count() as f32,
+        Kind::PairCount => match (value, tally) {
+            (None, _) => f32::NAN,
+            (Some(_), Some(c)) => held(c) as f32,
+            (Some(_), None) => window.iter().filter(|r| r.key == key).count() as f32,
         },
         Kind::SinceLast => window
             .last()
@@ -1452,35 +1574,40 @@ mod tests {
     #[test]
     fn features_see_the_newest_records_up_to_the_bound_before_and_after_a_drop() {
         let state = BehaviourState::new(1 << 30, Duration::from_secs(3600));
-        let window = Some(1 << 30);
-        let count = feature(Kind::Count, "user.name", "user.name", window, None);
-        let new_country = feature(
-            Kind::FirstSeen,
+        let country = "source.geo.country_iso_code";
+        // Windows in minutes (one event a minute): all of the history (value comparisons read
+        // the tally), most of it (the tally less the records outside), a small part (a scan).
+        let windows: [usize; 3] = [1 << 20, 900, 200];
+        let mut features = vec![feature(
+            Kind::Count,
             "user.name",
-            "source.geo.country_iso_code",
-            window,
-            None,
-        );
-        let pairs = feature(
-            Kind::PairCount,
             "user.name",
-            "source.geo.country_iso_code",
-            window,
+            Some(1 << 30),
             None,
-        );
-        let features = [count.clone(), new_country.clone(), pairs.clone()];
+        )];
+        for w in windows {
+            for kind in [Kind::FirstSeen, Kind::PairCount, Kind::DistinctCount] {
+                features.push(feature(
+                    kind,
+                    "user.name",
+                    country,
+                    Some(w as u64 * 60),
+                    None,
+                ));
+            }
+        }
         // More events than the bound and its slack, so records wait unseen and are dropped.
         let total = MAX_EVENTS_PER_ENTITY + DROP_SLACK + 300;
         let again = [1100, 1102];
-        let country = |k: usize| {
+        let value = |k: usize| {
             if k < 5 || again.contains(&k) {
                 "OLD".to_string()
             } else {
-                format!("c{}", k % 7)
+                format!("c{}", k % 7 + k / 400)
             }
         };
         let docs: Vec<Value> = (0..total)
-            .map(|k| json!({"@timestamp": at(k as i64), "user": {"name": "a"}, "source": {"geo": {"country_iso_code": country(k)}}}))
+            .map(|k| json!({"@timestamp": at(k as i64), "user": {"name": "a"}, "source": {"geo": {"country_iso_code": value(k)}}}))
             .collect();
         let mut values = Vec::new();
         for batch in docs.chunks(100) {
@@ -1488,32 +1615,42 @@ mod tests {
             values.extend(state.process(&refs, &features, now()));
         }
         for (k, v) in values.iter().enumerate() {
-            // The oracle: the events before k that the bound keeps.
-            let seen: Vec<String> = (k.saturating_sub(MAX_EVENTS_PER_ENTITY)..k)
-                .map(country)
-                .collect();
-            let c = country(k);
-            let same = seen.iter().filter(|s| **s == c).count();
-            assert_eq!(v[&count.id], seen.len() as f32, "count at {k}");
-            assert_eq!(v[&pairs.id], same as f32, "pairs at {k}");
-            assert_eq!(
-                v[&new_country.id],
-                f32::from(u8::from(same == 0)),
-                "new at {k}"
-            );
+            // The oracle: the events before k that the bound keeps, in each window.
+            let kept = k.saturating_sub(MAX_EVENTS_PER_ENTITY);
+            assert_eq!(v[&features[0].id], (k - kept) as f32, "count at {k}");
+            for (n, w) in windows.iter().enumerate() {
+                let seen: Vec<String> = (kept.max(k.saturating_sub(*w))..k).map(value).collect();
+                let same = seen.iter().filter(|s| **s == value(k)).count();
+                let distinct = seen.iter().collect::<std::collections::HashSet<_>>().len();
+                let [new, pairs, kinds] = [1, 2, 3].map(|i| v[&features[3 * n + i].id]);
+                assert_eq!(
+                    new,
+                    f32::from(u8::from(same == 0)),
+                    "new at {k}, window {w}"
+                );
+                assert_eq!(pairs, same as f32, "pairs at {k}, window {w}");
+                assert_eq!(kinds, distinct as f32, "distinct at {k}, window {w}");
+            }
         }
         // OLD at 1100 no longer sees the first five (records still held, waiting to be
         // dropped); at 1102 it sees 1100.
-        assert_eq!(values[1100][&new_country.id], 1.0);
-        assert_eq!(values[1102][&new_country.id], 0.0);
+        assert_eq!(values[1100][&features[1].id], 1.0);
+        assert_eq!(values[1102][&features[1].id], 0.0);
         let h = state
             .entities
             .get(&(Arc::from("user.name"), "a".to_string()))
             .unwrap();
         let entity = h.lock().unwrap();
-        let records = &entity.streams[0].records;
-        assert!(records.len() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
-        assert!(records.capacity() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
+        for stream in &entity.streams {
+            assert!(stream.records.len() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
+            assert!(stream.records.capacity() <= MAX_EVENTS_PER_ENTITY + DROP_SLACK);
+        }
+        let counted = entity.streams.iter().find(|s| s.counts.is_some()).unwrap();
+        let mut recount = KeyCounts::default();
+        for r in newest(&counted.records) {
+            *recount.entry(r.key).or_default() += 1;
+        }
+        assert_eq!(counted.counts.as_ref(), Some(&recount));
     }
 
     #[test]
