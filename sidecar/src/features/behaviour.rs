@@ -508,14 +508,33 @@ fn bounds(history: &[Record], from: i64, to: i64) -> (usize, usize) {
     let lo = if first.at >= from {
         0
     } else {
-        history.partition_point(|r| r.at < from)
+        from_end(history, |r| r.at < from)
     };
     let hi = if last.at <= to {
         history.len()
     } else {
-        history.partition_point(|r| r.at <= to)
+        from_end(history, |r| r.at <= to)
     };
     (lo, hi.max(lo))
+}
+
+/// `history.partition_point(pred)` (`pred` holds on a prefix), searched from the newest record
+/// back in doubling steps, then by bisection between the last two probes. Short windows and
+/// inserts touch the newest records: this reads a few records near the end, where a bisection
+/// of the whole history read ten spread over its 64 KiB (a cache miss each; in the profile of
+/// full histories the bisections were a fifth of the state's time).
+fn from_end(history: &[Record], pred: impl Fn(&Record) -> bool) -> usize {
+    // Every record from `hi` on fails `pred`.
+    let (mut hi, mut step) = (history.len(), 1);
+    while step <= hi {
+        let probe = hi - step;
+        if pred(&history[probe]) {
+            return probe + 1 + history[probe + 1..hi].partition_point(&pred);
+        }
+        hi = probe;
+        step *= 2;
+    }
+    history[..hi].partition_point(&pred)
 }
 
 /// The records a stream's features see: its newest [`MAX_EVENTS_PER_ENTITY`]. Older ones are
@@ -537,7 +556,7 @@ fn insert(history: &mut Vec<Record>, record: Record) -> usize {
     if history.len() == history.capacity() && history.len() >= MAX_EVENTS_PER_ENTITY {
         history.reserve_exact(MAX_EVENTS_PER_ENTITY + DROP_SLACK - history.len());
     }
-    let pos = history.partition_point(|r| r.at <= record.at);
+    let pos = from_end(history, |r| r.at <= record.at);
     history.insert(pos, record);
     pos
 }
@@ -1651,6 +1670,28 @@ mod tests {
             *recount.entry(r.key).or_default() += 1;
         }
         assert_eq!(counted.counts.as_ref(), Some(&recount));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn searching_from_the_end_finds_what_bisection_finds(
+            mut times in proptest::collection::vec(0i64..60, 0..300),
+            t in -1i64..61,
+        ) {
+            times.sort_unstable();
+            let history: Vec<Record> = times
+                .iter()
+                .map(|&at| Record { at, value: None, location: None, key: 0 })
+                .collect();
+            proptest::prop_assert_eq!(
+                from_end(&history, |r| r.at <= t),
+                history.partition_point(|r| r.at <= t)
+            );
+            proptest::prop_assert_eq!(
+                from_end(&history, |r| r.at < t),
+                history.partition_point(|r| r.at < t)
+            );
+        }
     }
 
     #[test]
