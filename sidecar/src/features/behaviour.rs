@@ -589,11 +589,6 @@ impl BehaviourValues {
         let i = self.ids.iter().position(|&n| n == id_no)?;
         Some(self.values[i])
     }
-
-    /// (feature number, value) of every feature computed.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
-        self.ids.iter().copied().zip(self.values.iter().copied())
-    }
 }
 
 /// Reads a value by feature id (tests and tools; scoring reads by number).
