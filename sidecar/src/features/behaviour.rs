@@ -1140,7 +1140,9 @@ fn compute(
                 .chunk_by(|a, b| a == b)
                 .filter(|run| c.get(&run[0]).is_some_and(|&n| n as usize == run.len()))
                 .count();
-            (c.len() - usize::from(c.contains_key(&0)) - gone) as f32
+            let keys = c.len() - usize::from(c.contains_key(&0));
+            debug_assert!(gone <= keys, "the tally counts every record features see");
+            keys.saturating_sub(gone) as f32
         }
         // Counted by key: comparing the strings of every match (most of a busy user's window)
         // was a third of the scan.
